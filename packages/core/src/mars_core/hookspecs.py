@@ -1,0 +1,106 @@
+"""The plugin contract of mars-core.
+
+Every hook receives a ``register`` callback instead of returning values. That keeps the
+provenance of each name (the plugin whose hook called ``register``) available to the
+plugin manager, which is how duplicate names are refused with both culprits named, and how
+``mars-core plugins`` can say which distribution owns what. Built-in components are
+registered through exactly the same hooks as third-party ones.
+
+A plugin module implements any subset of these hooks, decorated with
+``mars_core.hookimpl``, and is announced in its distribution's metadata::
+
+    [project.entry-points.mars_core]
+    landslide = "mars_landslide.plugin"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from mars_core import hookspec
+
+if TYPE_CHECKING:
+    from mars_core.tasks import TaskSpec
+
+
+class RegisterFactory(Protocol):
+    """Callback handed to the ``register_*`` hooks that take factories."""
+
+    def __call__(self, name: str, factory: Callable[..., Any], *, description: str = "") -> None: ...
+
+
+class RegisterTask(Protocol):
+    """Callback handed to :func:`register_tasks`."""
+
+    def __call__(self, spec: TaskSpec) -> None: ...
+
+
+class RegisterCommand(Protocol):
+    """Callback handed to :func:`register_commands`."""
+
+    def __call__(self, name: str, command: Any, *, description: str = "") -> None: ...
+
+
+@hookspec
+def register_datasources(register: RegisterFactory) -> None:
+    """Register data sources by name.
+
+    ``register(name, factory)``: ``factory(root: str | None, **params)`` returns an object
+    that follows :class:`mars_core.data.DataSource`. ``root=None`` means "the small sample
+    bundled with the package", so that every task runs on a fresh machine without
+    downloads. Extra keyword parameters come from the ``data`` section of the run
+    configuration; unknown ones are rejected by name before the factory is called.
+    """
+
+
+@hookspec
+def register_models(register: RegisterFactory) -> None:
+    """Register model architectures by name.
+
+    ``register(name, factory)``: ``factory(**params)`` returns a ``torch.nn.Module``.
+    When the factory accepts ``in_channels`` and the configuration does not set it, the
+    engine passes the number of bands of the data source's input contract. Segmentation
+    models take ``image`` [B,C,H,W]; change-detection models take ``image1, image2``;
+    both return logits [B,1,H,W] for binary targets. Classification models return [B,K].
+    Models must be rebuildable from ``factory(**params)`` alone: MLflow stores weights
+    and parameters, never a pickled module.
+    """
+
+
+@hookspec
+def register_losses(register: RegisterFactory) -> None:
+    """Register loss functions by name.
+
+    ``register(name, factory)``: ``factory(**params)`` returns a callable
+    ``loss(logits, target) -> scalar tensor`` (usually an ``nn.Module``).
+    """
+
+
+@hookspec
+def register_metrics(register: RegisterFactory) -> None:
+    """Register evaluation metrics by name.
+
+    ``register(name, factory)``: ``factory(**params)`` returns a ``torchmetrics.Metric``
+    whose ``update(probabilities, target)`` accumulates over a whole split and whose
+    ``compute()`` returns a tensor or a ``dict[str, tensor]`` of named values. Using
+    torchmetrics means the states are reduced across processes under ``torchrun``.
+    """
+
+
+@hookspec
+def register_tasks(register: RegisterTask) -> None:
+    """Register tasks: named recipes that ``mars-core run <task>`` executes.
+
+    ``register(spec)`` with a :class:`mars_core.tasks.TaskSpec` naming the task kind, the
+    default YAML configuration shipped in the package and the distribution to install.
+    """
+
+
+@hookspec
+def register_commands(register: RegisterCommand) -> None:
+    """Register extra CLI sub-commands under ``mars-core <name>``.
+
+    ``register(name, command)`` where ``command`` is a ``typer.Typer`` application (added
+    as a command group) or a plain function (added as a single command). Names must not
+    clash with the core commands or with other plugins.
+    """

@@ -1,0 +1,1 @@
+"""mars-glacier: task package for mars-core."""

@@ -1,0 +1,1 @@
+"""mars-icefrag: task package for mars-core."""

@@ -1,0 +1,1 @@
+"""Plugin module of mars-icefrag (being filled in)."""

@@ -1,0 +1,1 @@
+"""mars-icepatch: task package for mars-core."""

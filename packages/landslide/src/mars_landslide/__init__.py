@@ -1,0 +1,1 @@
+"""mars-landslide: task package for mars-core."""

@@ -1,0 +1,1 @@
+"""Plugin module of mars-landslide (being filled in)."""

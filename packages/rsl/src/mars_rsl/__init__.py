@@ -1,0 +1,1 @@
+"""mars-rsl: task package for mars-core."""
