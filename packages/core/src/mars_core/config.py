@@ -85,7 +85,7 @@ class TrainerConfig(_Strict):
 class TrackingConfig(_Strict):
     enabled: bool = True
     experiment: str | None = None
-    register: bool = True
+    register_model: bool = True
     registered_model: str | None = None
     sample_predictions: int = Field(default=8, ge=0)
     timeout_s: float = Field(default=10.0, gt=0)

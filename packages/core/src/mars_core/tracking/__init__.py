@@ -1,0 +1,1 @@
+"""Experiment tracking: the engine-facing protocol and the MLflow implementation."""
