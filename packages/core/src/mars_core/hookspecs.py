@@ -15,7 +15,8 @@ A plugin module implements any subset of these hooks, decorated with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mars_core import hookspec
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -109,7 +110,7 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin '{exc.plugin_name}' is invalid: {exc}") from exc
+        raise PluginError(f"invalid plugin: {exc}") from exc
 
 
 def owner_of(pm: pluggy.PluginManager, plugin: object) -> Owner:

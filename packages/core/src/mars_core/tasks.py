@@ -7,10 +7,11 @@ registries, so a user can swap any part with ``--set``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 

@@ -6,9 +6,10 @@ The engine only ever talks to a :class:`Tracker`; MLflow is one implementation. 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn

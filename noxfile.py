@@ -1,0 +1,67 @@
+"""Developer sessions. Each session gets its own virtual environment (reused locally,
+fresh in CI) so that a missing install step shows up as a failure, not as luck."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests"]
+
+# CPU wheels of these releases are what the project is tested with; see README.
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+PACKAGES = ["core", "landslide", "icefrag", "rsl", "icepatch", "glacier"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2"]
+
+
+def _install_all(session: nox.Session) -> None:
+    session.install(*TORCH)
+    session.install(*TEST_DEPS)
+    session.install(*[arg for p in PACKAGES for arg in ("-e", f"packages/{p}")])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every package's tests (distributed and MLflow-server tests included)."""
+    _install_all(session)
+    session.env["OMP_NUM_THREADS"] = session.env.get("OMP_NUM_THREADS", "2")
+    session.run("pytest", "packages", *session.posargs)
+
+
+@nox.session
+def isolation(session: nox.Session) -> None:
+    """mars-core with one task package only: that task works, the others name their package."""
+    session.install(*TORCH)
+    session.install("-e", "packages/core", "-e", "packages/landslide")
+    session.run("python", "tools/check_isolation.py", "--installed", "landslide",
+                "--absent", "icefrag", "rsl", "icepatch", "glacier")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "packages", "benchmarks", "tools", "noxfile.py")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The main job on the bundled sample, in a scratch directory."""
+    _install_all(session)
+    tmp = session.create_tmp()
+    session.chdir(tmp)
+    session.run("mars-core", "run", "landslide", "--json", "landslide-demo.json", *session.posargs)
+    session.run("mars-core", "models", "landslide")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks. ``nox -s bench`` runs the raster benchmark; ``-- landslide`` or
+    ``-- icefrag`` runs that task's model comparison instead (long: see its README)."""
+    _install_all(session)
+    which = session.posargs[0] if session.posargs else "raster"
+    extra = session.posargs[1:]
+    scripts = {"raster": "benchmarks/bench_raster.py", "landslide": "benchmarks/bench_landslide.py",
+               "icefrag": "benchmarks/bench_icefrag.py"}
+    if which not in scripts:
+        session.error(f"unknown benchmark '{which}'; choose one of {', '.join(scripts)}")
+    session.run("python", scripts[which], *extra)

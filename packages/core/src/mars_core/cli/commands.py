@@ -1,0 +1,251 @@
+"""Core commands. Heavy imports (torch, mlflow, rasterio) happen inside the commands so
+that ``mars-core --help`` and ``mars-core tasks`` stay fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mars_core.cli.output import console, metrics_table, paths_table, write_json_atomic
+from mars_core.errors import MarsError
+
+app = typer.Typer(
+    name="mars-core",
+    help="Deep learning on planetary remote-sensing imagery: train, evaluate and predict Mars tasks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+    """List loaded plugins, their distributions and what each registered."""
+    from mars_core.plugins import get_plugin_manager, get_registries, owner_of
+
+    pm = get_plugin_manager()
+    regs = get_registries()
+    report: list[dict[str, Any]] = []
+    for name, plugin in sorted(pm.list_name_plugin(), key=lambda kv: kv[0]):
+        owner = owner_of(pm, plugin)
+        registered = {
+            kind: [e.name for e in registry if e.owner.plugin == name] for kind, registry in regs.all().items()
+        }
+        report.append({
+            "name": name,
+            "distribution": owner.distribution,
+            "version": owner.version,
+            "registered": {k: v for k, v in registered.items() if v},
+        })
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title="mars-core plugins")
+    for col in ("plugin", "distribution", "version", "registered"):
+        table.add_column(col)
+    for row in report:
+        what = "; ".join(f"{k}: {', '.join(v)}" for k, v in row["registered"].items()) or "(nothing)"
+        table.add_row(row["name"], row["distribution"] or "-", row["version"] or "-", what)
+    console.print(table)
+
+
+@app.command()
+def tasks() -> None:
+    """List the installed tasks."""
+    from mars_core.plugins import KNOWN_TASK_DISTRIBUTIONS, get_registries
+
+    regs = get_registries()
+    table = Table(title="tasks")
+    for col in ("task", "kind", "distribution", "description"):
+        table.add_column(col)
+    for entry in regs.tasks:
+        spec = entry.value
+        table.add_row(spec.name, spec.kind.value, spec.distribution, spec.description)
+    console.print(table)
+    missing = [f"{t} ({d})" for t, d in KNOWN_TASK_DISTRIBUTIONS.items() if t not in regs.tasks]
+    if missing:
+        console.print(f"not installed: {', '.join(missing)}")
+
+
+@app.command()
+def run(
+    task: str = typer.Argument(..., help="Task name, e.g. landslide."),
+    data: Path | None = typer.Option(None, "--data", help="Dataset root; default: the task's bundled sample."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file merged over the task's defaults."),
+    overrides: list[str] = typer.Option([], "--set", help="Override a key: --set trainer.epochs=5 (repeatable)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write run_id, model_uri and metrics as JSON."),
+) -> None:
+    """Train, evaluate, log to MLflow and register the model: the main job."""
+    from mars_core.config import load_task_config
+    from mars_core.plugins import get_registries
+
+    spec = get_registries().task(task)
+    if data is not None and not data.exists():
+        raise MarsError(f"--data path does not exist: {data}")
+    cfg = load_task_config(spec.default_config, config, overrides, str(data) if data is not None else None)
+
+    from mars_core.engine import train
+
+    tracker = _make_tracker(cfg)
+    summary = train(cfg, tracker)
+    metrics = summary.metrics
+    console.print(metrics_table(metrics, title=f"{task}: {cfg.model.name}, best {summary.monitor}="
+                                f"{_fmt(summary.best_value)} at epoch {summary.best_epoch}"))
+    rows = [("checkpoints", str(Path(cfg.trainer.checkpoint_dir).resolve()))]
+    if summary.run_id:
+        rows.append(("mlflow run", summary.run_id))
+        rows.append(("tracking store", _tracking_uri()))
+    if summary.model_uri:
+        rows.append(("model", summary.model_uri))
+    if summary.extra.get("registered"):
+        rows.append(("registered", str(summary.extra["registered"])))
+    if json_out is not None:
+        write_json_atomic(json_out, {"run_id": summary.run_id, "model_uri": summary.model_uri, "metrics": metrics})
+        rows.append(("results", str(json_out)))
+    console.print(paths_table(rows))
+
+
+@app.command()
+def evaluate(
+    task: str = typer.Argument(...),
+    model: str = typer.Option(..., "--model", help="models:/mars-<task>@champion, models:/NAME/VERSION, "
+                              "runs:/ID/model or a local model directory."),
+    data: Path = typer.Option(..., "--data", help="Dataset root in the task's layout."),
+    split: str = typer.Option("test", "--split"),
+    json_out: Path | None = typer.Option(None, "--json"),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Evaluate a logged model on a split of a dataset."""
+    from mars_core.engine import evaluate_model, resolve_device
+    from mars_core.plugins import get_registries
+    from mars_core.registry import call_factory
+
+    regs = get_registries()
+    spec = regs.task(task)
+    if not data.exists():
+        raise MarsError(f"--data path does not exist: {data}")
+    loaded = _load_model(model, task)
+    cfg = loaded.cfg
+    source = call_factory("data source", cfg.data.name, regs.datasources.get(cfg.data.name),
+                          {"root": str(data), **cfg.data.params})
+    available = list(source.splits())
+    if split not in available:
+        raise MarsError(f"split '{split}' not found under {data}; available: {', '.join(available) or 'none'}")
+    _check_contract(loaded.contract, source.input_contract(), model)
+    values = evaluate_model(loaded.model, spec.kind, source.dataset(split), cfg.metrics,
+                            batch_size=batch_size or cfg.trainer.batch_size, device=resolve_device(device),
+                            registries=regs)
+    metrics = {split: values}
+    console.print(metrics_table(metrics, title=f"{task}: {model} on {data} ({split})"))
+    if json_out is not None:
+        write_json_atomic(json_out, {"run_id": None, "model_uri": model, "metrics": metrics})
+        console.print(paths_table([("results", str(json_out))]))
+
+
+@app.command()
+def predict(
+    task: str = typer.Argument(...),
+    model: str = typer.Option(..., "--model"),
+    inputs: list[Path] = typer.Option(..., "--input", help="Scene GeoTIFF; give two (before, then after) "
+                                      "for change detection."),
+    output: Path = typer.Option(..., "--output", help="Mask GeoTIFF to write; .prob.tif and .geojson go beside it."),
+    tile: int | None = typer.Option(None, "--tile", min=8),
+    overlap: float = typer.Option(0.25, "--overlap", min=0.0, max=0.9),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device"),
+    threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0),
+    min_area: float = typer.Option(0.0, "--min-area", min=0.0, help="Drop polygons smaller than this (m²)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Stream whole scenes through a model into GeoTIFF + GeoJSON."""
+    from mars_core.engine import resolve_device
+    from mars_core.plugins import get_registries
+    from mars_core.raster import predict_scene
+
+    get_registries().task(task)
+    for path in inputs:
+        if not path.exists():
+            raise MarsError(f"input not found: {path}")
+    loaded = _load_model(model, task)
+    result = predict_scene(loaded.model, loaded.contract, inputs, output, tile=tile, overlap=overlap,
+                           batch_size=batch_size, device=resolve_device(device), threshold=threshold,
+                           min_area_m2=min_area, overwrite=overwrite, progress=True)
+    rows = [(k, str(v)) for k, v in _result_rows(result)]
+    console.print(paths_table(rows, title=f"{task}: prediction"))
+
+
+@app.command()
+def models(task: str | None = typer.Argument(None, help="Only this task's registered model.")) -> None:
+    """List registered model versions, aliases and key metrics."""
+    from mars_core.tracking import list_models
+
+    rows = list_models(task)
+    if not rows:
+        console.print(f"no registered models{f' for task {task}' if task else ''} in {_tracking_uri()}")
+        return
+    keys = [k for k in rows[0] if k not in ("metrics",)]
+    table = Table(title=f"registered models ({_tracking_uri()})")
+    for k in keys:
+        table.add_column(k)
+    table.add_column("metrics")
+    for row in rows:
+        m = row.get("metrics") or {}
+        table.add_row(*(_fmt(row.get(k)) for k in keys),
+                      ", ".join(f"{n}={_fmt(v)}" for n, v in sorted(m.items())))
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def _tracking_uri() -> str:
+    from mars_core.tracking import tracking_uri
+
+    return tracking_uri()
+
+
+def _make_tracker(cfg: Any) -> Any:
+    if not cfg.tracking.enabled:
+        return None
+    from mars_core.tracking import MlflowTracker
+
+    return MlflowTracker(timeout_s=cfg.tracking.timeout_s)
+
+
+def _load_model(uri: str, task: str) -> Any:
+    from mars_core.tracking import load_model
+
+    loaded = load_model(uri)
+    if loaded.cfg.task != task:
+        raise MarsError(f"model {uri} was trained for task '{loaded.cfg.task}', not '{task}'")
+    return loaded
+
+
+def _check_contract(expected: Any, actual: Any, uri: str) -> None:
+    """Refuse data that the model would misread, naming what differs."""
+    problems = []
+    if list(actual.bands) != list(expected.bands):
+        problems.append(f"bands {actual.bands} != model's {expected.bands}")
+    if actual.normalisation != expected.normalisation:
+        problems.append("normalisation differs from the model's")
+    if problems:
+        raise MarsError(f"data does not match the input contract of {uri}: {'; '.join(problems)}")
+
+
+def _result_rows(result: Any) -> list[tuple[str, Any]]:
+    from dataclasses import asdict, is_dataclass
+
+    data = asdict(result) if is_dataclass(result) else dict(vars(result))
+    return [(k, v) for k, v in data.items() if v is not None]
