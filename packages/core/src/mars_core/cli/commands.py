@@ -188,14 +188,14 @@ def models(task: str | None = typer.Argument(None, help="Only this task's regist
     if not rows:
         console.print(f"no registered models{f' for task {task}' if task else ''} in {_tracking_uri()}")
         return
-    keys = [k for k in rows[0] if k not in ("metrics",)]
     table = Table(title=f"registered models ({_tracking_uri()})")
-    for k in keys:
-        table.add_column(k)
-    table.add_column("metrics")
+    for col in ("model", "version", "aliases", "monitored", "created", "run", "key metrics"):
+        table.add_column(col, overflow="fold")
     for row in rows:
         m = row.get("metrics") or {}
-        table.add_row(*(_fmt(row.get(k)) for k in keys),
+        monitored = f"{row.get('monitor') or '-'}={_fmt(row.get('monitor_value'))}"
+        table.add_row(row.get("name") or "-", str(row.get("version")), _fmt(row.get("aliases")), monitored,
+                      str(row.get("created") or "-")[:19], str(row.get("run_id") or "-")[:8],
                       ", ".join(f"{n}={_fmt(v)}" for n, v in sorted(m.items())))
     console.print(table)
 
