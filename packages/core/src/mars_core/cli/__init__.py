@@ -7,6 +7,7 @@ that is a bug worth reporting).
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -29,6 +30,8 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No network is assumed at run time: MLflow's usage telemetry would try to phone home.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         app = build_app()
