@@ -1,0 +1,191 @@
+"""Vectorising the mask strip by strip, merging the pieces cut by strip seams.
+
+Why strips: vectorising the whole mask at once would need the whole mask in memory. Each
+strip is labelled (4-connectivity, the same as ``rasterio.features.shapes``) and vectorised
+in *global pixel coordinates*, where every vertex is an integer, so pieces of one object
+from two strips share their seam edges exactly and ``unary_union`` joins them without
+slivers. Only components that touch the current seam stay in memory; every other polygon is
+finished and streamed to the GeoJSON file at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import shapes
+from scipy import ndimage
+from shapely.geometry import mapping, shape
+
+
+def pixel_area_m2(crs: CRS | None, transform: Affine) -> tuple[float | None, list[str]]:
+    """Area of one pixel in m², or None with the reason when the CRS does not allow it."""
+    if crs is None:
+        return None, ["scene has no CRS: area_m2 is null, area_px gives areas in pixels"]
+    if not crs.is_projected:
+        return None, ["scene CRS is not projected: area_m2 is null, area_px gives areas in pixels"]
+    try:
+        unit, factor = crs.linear_units_factor
+    except Exception:  # noqa: BLE001 - rasterio raises CRSError for odd units
+        return None, ["scene CRS has no linear unit: area_m2 is null, area_px gives areas in pixels"]
+    return abs(transform.determinant) * factor * factor, []
+
+
+@dataclass
+class _Component:
+    pieces: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON-like, pixel coordinates
+    prob_sum: float = 0.0
+    count: int = 0
+
+
+class GeoJSONWriter:
+    """Streams features into a FeatureCollection so memory does not grow with their number.
+
+    The source CRS goes in a top-level ``crs`` member as ``{"type": "name", "properties":
+    {"name": <WKT>}}`` (the 2008 GeoJSON form, which GDAL/QGIS read via SetFromUserInput),
+    because RFC 7946 GeoJSON assumes WGS84 lon/lat, which is wrong on Mars.
+    """
+
+    def __init__(self, path: Path, crs: CRS | None, notes: list[str]) -> None:
+        self._fh: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.n = 0
+        head: dict[str, Any] = {"type": "FeatureCollection"}
+        if crs is not None:
+            head["crs"] = {"type": "name", "properties": {"name": crs.to_wkt()}}
+        head["notes"] = notes
+        self._fh.write(json.dumps(head)[:-1] + ', "features": [\n')
+
+    def write(self, geometry: dict[str, Any], properties: dict[str, Any]) -> None:
+        """``geometry`` is a GeoJSON geometry mapping in the source CRS."""
+        self.n += 1
+        feat = {"type": "Feature", "id": self.n, "properties": {"id": self.n, **properties}}
+        feat["geometry"] = geometry
+        self._fh.write(("" if self.n == 1 else ",\n") + json.dumps(feat))
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.write("\n]}\n")
+            self._fh.close()
+
+
+class SeamPolygonizer:
+    """Accepts consecutive mask strips top to bottom; emits each finished polygon once."""
+
+    def __init__(
+        self,
+        height: int,
+        transform: Affine,
+        pixel_m2: float | None,
+        min_area_m2: float,
+        emit: Callable[[Any, dict[str, Any]], None],
+    ) -> None:
+        self.height = height
+        self.pixel_m2 = pixel_m2
+        self.min_area_m2 = min_area_m2
+        self.emit = emit
+        t = transform
+        # row vectors (col, row) @ matrix + offset = (x, y)
+        self._matrix = np.array([[t.a, t.d], [t.b, t.e]], dtype=np.float64)
+        self._offset = np.array([t.c, t.f], dtype=np.float64)
+        self._open: dict[int, _Component] = {}
+        self._last_row: np.ndarray | None = None  # global ids along the open seam
+        self._next_id = 1
+        self._labels: np.ndarray | None = None
+
+    def add_strip(self, row0: int, mask: np.ndarray, prob: np.ndarray) -> None:
+        """``mask`` bool [h, W] (True = detection), ``prob`` float32 [h, W], rows from ``row0``."""
+        h, w = mask.shape
+        if self._labels is None or self._labels.shape[1] != w or self._labels.shape[0] < h:
+            self._labels = np.empty((h, w), np.int32)  # reused: allocated once per scene
+        labels = self._labels[:h]
+        n = ndimage.label(mask, output=labels)
+        base = self._next_id - 1
+        self._next_id += n
+        if n:
+            on = labels[mask]  # detections are far fewer than pixels: count only those
+            counts = np.bincount(on, minlength=n + 1)
+            sums = np.bincount(on, weights=prob[mask], minlength=n + 1)
+            for lab in range(1, n + 1):
+                self._open[base + lab] = _Component(prob_sum=float(sums[lab]), count=int(counts[lab]))
+            to_global = Affine.translation(0, row0)
+            for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=to_global):
+                self._open[base + int(value)].pieces.append(geom)
+        first = np.where(labels[0] > 0, labels[0] + base, 0)
+        roots: dict[int, int] = {}
+        if self._last_row is not None:
+            roots = self._merge_across_seam(self._last_row, first)
+        last = np.where(labels[-1] > 0, labels[-1] + base, 0)
+        if roots:
+            last = np.vectorize(lambda g: roots.get(int(g), int(g)), otypes=[np.int64])(last)
+        at_bottom = row0 + mask.shape[0] >= self.height
+        self._last_row = None if at_bottom else last
+        still_open = set() if at_bottom else set(np.unique(last[last > 0]).tolist())
+        for gid in [g for g in self._open if g not in still_open]:
+            self._finish(self._open.pop(gid))
+
+    def _merge_across_seam(self, above: np.ndarray, below: np.ndarray) -> dict[int, int]:
+        """Union components 4-adjacent across the seam; returns id -> surviving id."""
+        touching = (above > 0) & (below > 0)
+        if not touching.any():
+            return {}
+        parent: dict[int, int] = {}
+
+        def find(g: int) -> int:
+            parent.setdefault(g, g)
+            while parent[g] != g:
+                parent[g] = parent[parent[g]]
+                g = parent[g]
+            return g
+
+        pairs = np.unique(np.stack([above[touching], below[touching]], axis=1), axis=0)
+        for a, b in pairs.tolist():
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        roots = {g: find(g) for g in list(parent)}
+        for g, r in roots.items():
+            if g != r:
+                src, dst = self._open.pop(g), self._open[r]
+                dst.pieces.extend(src.pieces)
+                dst.prob_sum += src.prob_sum
+                dst.count += src.count
+        return roots
+
+    def _finish(self, comp: _Component) -> None:
+        area_m2 = comp.count * self.pixel_m2 if self.pixel_m2 is not None else None
+        if area_m2 is not None and area_m2 < self.min_area_m2:
+            return
+        if len(comp.pieces) == 1:  # the common case: no shapely round trip needed
+            geom = comp.pieces[0]
+        else:  # pieces cut by seams share integer edges, so the union is exact
+            geom = mapping(shapely.unary_union([shape(p) for p in comp.pieces]))
+        props = {
+            "area_m2": area_m2,
+            "area_px": comp.count,
+            "mean_prob": comp.prob_sum / comp.count,
+        }
+        self.emit(self._world(geom), props)
+
+    def _world(self, geom: dict[str, Any]) -> dict[str, Any]:
+        """Pixel -> source CRS coordinates for a Polygon or MultiPolygon mapping."""
+        m, off = self._matrix, self._offset
+
+        def ring(coords: Any) -> list[list[float]]:
+            return (np.asarray(coords, dtype=np.float64) @ m + off).tolist()
+
+        if geom["type"] == "Polygon":
+            return {"type": "Polygon", "coordinates": [ring(r) for r in geom["coordinates"]]}
+        polys = [[ring(r) for r in poly] for poly in geom["coordinates"]]
+        return {"type": geom["type"], "coordinates": polys}
+
+    def finish(self) -> None:
+        for comp in self._open.values():
+            self._finish(comp)
+        self._open.clear()

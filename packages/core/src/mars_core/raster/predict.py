@@ -1,0 +1,311 @@
+"""Whole-scene streaming inference: windows in, tiled GeoTIFFs and GeoJSON out.
+
+Data flow: full-width input strips of ``tile`` rows are read one tile row at a time; tiles
+are sliced from them and run through the model in batches; each tile contributes only the
+region it owns (centre-crop, :mod:`mars_core.raster.tiling`) to an output row buffer; whole
+256-row block strips are written to the probability and mask files and vectorised. Peak
+memory is therefore bounded by a few strips (linear in scene *width*, independent of scene
+height) plus the GDAL cache, never by the scene size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.io import DatasetWriter
+from rasterio.windows import Window
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from mars_core.data import InputContract
+from mars_core.errors import MarsError
+from mars_core.raster.io import (
+    BLOCK,
+    GDAL_CACHE_MB,
+    StripReader,
+    atomic_outputs,
+    open_inputs,
+    output_profile,
+    plan_outputs,
+)
+from mars_core.raster.polygons import GeoJSONWriter, SeamPolygonizer, pixel_area_m2
+from mars_core.raster.tiling import TileGrid, make_grid
+from mars_core.tasks import TaskKind
+
+MASK_NODATA = 255
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What :func:`predict_scene` wrote and how long it took."""
+
+    mask: Path
+    probability: Path
+    polygons: Path
+    n_tiles: int
+    n_polygons: int
+    seconds: float
+    megapixels: float
+    n_valid_pixels: int
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> tuple[Path, Path, Path]:
+        return (self.mask, self.probability, self.polygons)
+
+
+@dataclass
+class _Row:
+    """Output rows owned by one tile row, filled tile by tile (buffers come from a pool)."""
+
+    prob: np.ndarray  # [own_h, W] float32, NaN until predicted
+    valid: np.ndarray  # [own_h, W] bool
+    buffers: tuple[np.ndarray, np.ndarray]  # the pooled arrays behind prob and valid
+    remaining: int = 0  # tiles queued but not yet predicted
+    closed: bool = False  # all tiles of the row queued
+
+
+class _BlockWriter:
+    """Collects completed rows in one block-high buffer; writes and vectorises whole block strips.
+
+    Writing whole 256-row strips means every compressed block is written exactly once.
+    """
+
+    def __init__(self, prob_ds: DatasetWriter, mask_ds: DatasetWriter, threshold: float, poly: SeamPolygonizer) -> None:
+        self.prob_ds, self.mask_ds = prob_ds, mask_ds
+        self.height, self.width = prob_ds.height, prob_ds.width
+        self.threshold = threshold
+        self.poly = poly
+        self.row0 = 0  # first scene row held in the buffer
+        self.fill = 0  # rows held
+        rows = min(BLOCK, self.height)
+        self._prob = np.empty((rows, self.width), np.float32)
+        self._nodata = np.empty((rows, self.width), bool)
+        self._detected = np.empty((rows, self.width), bool)
+        self._mask = np.empty((rows, self.width), np.uint8)
+        self.n_valid = 0
+
+    def add(self, prob: np.ndarray) -> None:
+        done = 0
+        while done < prob.shape[0]:
+            target = min(BLOCK, self.height - self.row0)
+            n = min(target - self.fill, prob.shape[0] - done)
+            self._prob[self.fill : self.fill + n] = prob[done : done + n]
+            self.fill += n
+            done += n
+            if self.fill == target:
+                self._write(target)
+                self.row0 += target
+                self.fill = 0
+
+    def _write(self, h: int) -> None:
+        prob, nodata = self._prob[:h], self._nodata[:h]
+        detected, mask = self._detected[:h], self._mask[:h]
+        window = Window(0, self.row0, self.width, h)
+        np.isnan(prob, out=nodata)
+        np.greater_equal(prob, self.threshold, out=detected)  # False for NaN
+        mask[...] = detected
+        mask[nodata] = MASK_NODATA
+        self.n_valid += int(nodata.size - np.count_nonzero(nodata))
+        self.prob_ds.write(prob, 1, window=window)
+        self.mask_ds.write(mask, 1, window=window)
+        self.poly.add_strip(self.row0, detected, prob)
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled,
+    )
+
+
+def predict_scene(
+    model: torch.nn.Module,
+    contract: InputContract,
+    inputs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    tile: int | None = None,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    threshold: float | None = None,
+    min_area_m2: float = 0.0,
+    grid_tolerance: float = 0.01,
+    blend: str = "centre",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> PredictionResult:
+    """Predict a whole scene (or a pair of co-registered scenes) far larger than memory.
+
+    Outputs, named from ``output`` (the path the user gave, e.g. ``out.tif``):
+
+    * ``out.tif`` - binary mask, uint8 1 = detection (probability >= threshold), 0 = none,
+      255 = nodata. The mask is *the* product, so it gets the exact name asked for;
+    * ``out.prob.tif`` - probability, float32, nodata NaN;
+    * ``out.geojson`` - detection polygons in the source CRS with ``area_m2``, ``area_px``,
+      ``mean_prob``; the CRS WKT is in the top-level ``crs`` member.
+
+    Both GeoTIFFs are tiled (256x256), zstd-compressed with a predictor, on the source grid
+    with the source CRS (Mars CRSs pass through unchanged; a scene without CRS gives outputs
+    without CRS). Files appear only when everything succeeded (temporary
+    ``.<name>.partial-<pid>`` files are renamed at the end) and never replace existing files
+    unless ``overwrite=True``.
+
+    ``tile`` defaults to ``contract.tile_size``; ``overlap`` is the fraction of a tile shared
+    with a neighbour; half of it is the margin discarded at each inner tile edge, so it should
+    be at least the model's receptive radius. Pixels that are nodata in any band of any input
+    are nodata in the outputs (the model sees them as 0, the normalised mean). Raises
+    :class:`MarsError` for every user mistake (unreadable input, band count, pair not on one
+    grid, bad tiling, existing output, scene without valid pixels) and then writes nothing.
+    """
+    start = time.perf_counter()
+    if contract.kind not in (TaskKind.SEGMENTATION, TaskKind.CHANGE_DETECTION):
+        raise MarsError(f"scene prediction supports segmentation and change detection, not {contract.kind.value}")
+    if blend != "centre":
+        raise MarsError(f"blend must be 'centre' (weighted blending is not implemented), got {blend!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise MarsError(f"batch_size must be a positive integer, got {batch_size!r}")
+    threshold = contract.threshold if threshold is None else threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise MarsError(f"threshold must be between 0 and 1, got {threshold}")
+    if min_area_m2 < 0:
+        raise MarsError(f"min_area_m2 must be >= 0, got {min_area_m2}")
+    paths_in = [Path(p) for p in inputs]
+    paths = plan_outputs(output, paths_in, overwrite)
+    dev = torch.device(device)
+
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), ExitStack() as inputs_stack:
+        datasets = open_inputs(paths_in, contract, grid_tolerance, inputs_stack)
+        ref = datasets[0]
+        grid = make_grid(ref.height, ref.width, tile or contract.tile_size, overlap)
+        pixel_m2, notes = pixel_area_m2(ref.crs, ref.transform)
+        if min_area_m2 > 0 and pixel_m2 is None:
+            raise MarsError(f"min_area_m2 needs areas in m² but {notes[0].split(':')[0]}; use min_area_m2=0")
+        reader = StripReader(datasets, contract, grid.tile)
+        was_training = model.training
+        model.to(dev).eval()
+        try:
+            with atomic_outputs(paths) as tmp, ExitStack() as out_stack:
+                prob_ds = out_stack.enter_context(
+                    rasterio.open(tmp.probability, "w", **output_profile(ref, "float32", float("nan")))
+                )
+                mask_ds = out_stack.enter_context(
+                    rasterio.open(tmp.mask, "w", **output_profile(ref, "uint8", MASK_NODATA))
+                )
+                geojson = GeoJSONWriter(tmp.polygons, ref.crs, notes)
+                out_stack.callback(geojson.close)
+                poly = SeamPolygonizer(ref.height, ref.transform, pixel_m2, min_area_m2, geojson.write)
+                writer = _BlockWriter(prob_ds, mask_ds, threshold, poly)
+                _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress)
+                poly.finish()
+                if writer.n_valid == 0:
+                    raise MarsError(f"{paths_in[0]} contains no valid pixels (everything is nodata)")
+                n_polygons = geojson.n
+        finally:
+            model.train(was_training)
+
+    return PredictionResult(
+        mask=paths.mask,
+        probability=paths.probability,
+        polygons=paths.polygons,
+        n_tiles=grid.n_tiles,
+        n_polygons=n_polygons,
+        seconds=time.perf_counter() - start,
+        megapixels=ref.height * ref.width / 1e6,
+        n_valid_pixels=writer.n_valid,
+        warnings=tuple(notes),
+    )
+
+
+def _run(
+    model: torch.nn.Module,
+    kind: TaskKind,
+    dev: torch.device,
+    grid: TileGrid,
+    reader: StripReader,
+    writer: _BlockWriter,
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Tile rows in order; tiles are copied into a reused batch buffer, so the input strip can
+    be reused at once; rows are handed to the writer strictly in order once all their tiles
+    are in. Tiles owning no valid pixel are skipped (their output is nodata anyway)."""
+    t, w = grid.tile, grid.width
+    n_inputs = 2 if kind is TaskKind.CHANGE_DETECTION else 1
+    n_bands = reader.mean.shape[0]
+    xbuf = [torch.empty(batch_size, n_bands, t, t) for _ in range(n_inputs)]
+    xnp = [b.numpy() for b in xbuf]
+    pbuf = torch.empty(batch_size, t, t)
+    max_own = max(o1 - o0 for o0, o1 in grid.rows.own)
+    pool: list[tuple[np.ndarray, np.ndarray]] = []
+    rows: deque[_Row] = deque()
+    # (row, crop rows r0:r1, crop cols c0:c1 in tile coordinates, destination column)
+    slots: list[tuple[_Row, int, int, int, int, int]] = []
+
+    def flush_done() -> None:
+        while rows and rows[0].closed and rows[0].remaining == 0:
+            row = rows.popleft()
+            row.prob[~row.valid] = np.nan
+            writer.add(row.prob)
+            pool.append(row.buffers)
+
+    def predict_batch() -> None:
+        n = len(slots)
+        logits = model(*(b[:n].to(dev, non_blocking=True) for b in xbuf))
+        expected = (n, 1, t, t)
+        if tuple(logits.shape) != expected:
+            raise MarsError(f"model returned logits of shape {tuple(logits.shape)}, expected {expected}")
+        if logits.device.type == "cpu":
+            torch.sigmoid(logits[:, 0].float(), out=pbuf[:n])
+        else:
+            pbuf[:n].copy_(logits[:, 0].float().sigmoid())
+        prob = pbuf.numpy()
+        for k, (row, r0, r1, c0, c1, dst) in enumerate(slots):
+            row.prob[:, dst : dst + c1 - c0] = prob[k, r0:r1, c0:c1]
+            row.remaining -= 1
+        slots.clear()
+        bar.advance(task, n)
+
+    with _progress(progress) as bar, torch.inference_mode():
+        task = bar.add_task("tiles", total=grid.n_tiles)
+        for y, (oy0, oy1) in zip(grid.rows.starts, grid.rows.own, strict=True):
+            strips, valid = reader.read(y)
+            if pool:
+                pbase, vbase = pool.pop()
+            else:
+                pbase, vbase = np.empty((max_own, w), np.float32), np.empty((max_own, w), bool)
+            row = _Row(pbase[: oy1 - oy0], vbase[: oy1 - oy0], (pbase, vbase))
+            row.prob.fill(np.nan)
+            row.valid[...] = valid[oy0 - y : oy1 - y, :w]
+            rows.append(row)
+            for x, (ox0, ox1) in zip(grid.cols.starts, grid.cols.own, strict=True):
+                if not row.valid[:, ox0:ox1].any():
+                    bar.advance(task, 1)
+                    continue
+                for b, strip in zip(xnp, strips, strict=True):
+                    # numpy copy: one thread, no intra-op pool wake-up per tile
+                    np.copyto(b[len(slots)], strip.numpy()[:, :, x : x + t])
+                slots.append((row, oy0 - y, oy1 - y, ox0 - x, ox1 - x, ox0))
+                row.remaining += 1
+                if len(slots) == batch_size:
+                    predict_batch()
+                    flush_done()
+            row.closed = True
+            flush_done()
+        if slots:
+            predict_batch()
+        flush_done()

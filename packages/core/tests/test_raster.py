@@ -1,0 +1,389 @@
+"""Streaming scene prediction on small SYNTHETIC GeoTIFFs written in each test."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+from rasterio.crs import CRS
+
+from mars_core.data import InputContract, Normalisation
+from mars_core.errors import MarsError
+from mars_core.raster import PredictionResult, predict_scene
+from mars_core.raster.tiling import axis_tiles, make_grid
+from mars_core.tasks import TaskKind
+
+MARS_WKT = (
+    'PROJCS["Oblique_Stereographic",GEOGCS["GCS_D_MARS",DATUM["MARS",SPHEROID["MARS",3396190,0]],'
+    'PRIMEM["Reference Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Stereographic"],'
+    'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",0],PARAMETER["scale_factor",1],'
+    'PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["metre",1]]'
+)
+TRANSFORM = Affine(0.25, 0.0, 1000.0, 0.0, -0.25, 5000.0)
+MEAN, STD = 100.0, 50.0
+
+
+def write_tif(path: Path, data: np.ndarray, *, crs=MARS_WKT, transform=TRANSFORM, nodata=None) -> Path:
+    data = data if data.ndim == 3 else data[None]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as ds:
+        ds.write(data)
+    return path
+
+
+def contract(kind=TaskKind.SEGMENTATION, bands=1, tile=64, **kw) -> InputContract:
+    return InputContract(
+        kind=kind,
+        bands=[f"b{i}" for i in range(bands)],
+        normalisation=Normalisation(mean=[MEAN] * bands, std=[STD] * bands),
+        tile_size=tile,
+        n_inputs=2 if kind is TaskKind.CHANGE_DETECTION else 1,
+        **kw,
+    )
+
+
+class AffineOfBand0(torch.nn.Module):
+    """logit = A * normalised band 0 + B: the probability at every pixel is known exactly."""
+
+    A, B = 1.5, -0.25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.A * x[:, :1] + self.B
+
+
+class AbsDiff(torch.nn.Module):
+    A, B = 2.0, -1.0
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        return self.A * (x1[:, :1] - x2[:, :1]).abs() + self.B
+
+
+class FixedConv(torch.nn.Module):
+    """A k x k conv with fixed random weights: receptive radius k // 2, zero padding."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weight = torch.nn.Parameter(torch.randn(1, 1, k, k, generator=g), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x[:, :1], self.weight, padding=self.weight.shape[-1] // 2)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def scene(h=300, w=517, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 200, (h, w)).astype(np.float32)
+
+
+def read(path: Path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.profile, ds.crs
+
+
+def test_affine_model_reproduced_exactly_across_seams(tmp_path):
+    raw = scene()
+    src = write_tif(tmp_path / "in.tif", raw)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "out.tif", overlap=0.25, progress=False)
+    assert isinstance(res, PredictionResult)
+    assert res.paths == (tmp_path / "out.tif", tmp_path / "out.prob.tif", tmp_path / "out.geojson")
+    assert all(p.exists() for p in res.paths)
+    assert res.n_tiles == 6 * 11 and res.megapixels == pytest.approx(300 * 517 / 1e6)
+    expected = sigmoid(AffineOfBand0.A * (raw.astype(np.float64) - MEAN) / STD + AffineOfBand0.B)
+    prob, prof, crs = read(res.probability)
+    assert np.abs(prob - expected).max() < 1e-5
+    mask, mprof, mcrs = read(res.mask)
+    assert np.array_equal(mask, (prob >= 0.5).astype(np.uint8))
+    with rasterio.open(src) as s:
+        for p, c in ((prof, crs), (mprof, mcrs)):
+            assert c.to_wkt() == s.crs.to_wkt() and p["transform"] == s.transform
+            assert p["tiled"] and p["blockxsize"] == p["blockysize"] == 256
+            assert p["compress"] == "zstd"
+    assert prof["dtype"] == "float32" and math.isnan(prof["nodata"])
+    assert mprof["dtype"] == "uint8" and mprof["nodata"] == 255
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_centre_crop_removes_seams_when_margin_covers_receptive_field(tmp_path, k):
+    raw = scene(seed=1)
+    src = write_tif(tmp_path / "in.tif", raw)
+    model = FixedConv(k)
+    x = torch.from_numpy((raw - MEAN) / STD)[None, None]
+    expected = torch.sigmoid(model(x))[0, 0].double().numpy()
+    res = predict_scene(model, contract(), [src], tmp_path / "out.tif", overlap=0.25, progress=False)
+    assert np.abs(read(res.probability)[0] - expected).max() < 1e-5
+    # Without overlap the seams show: proves the comparison above can fail.
+    bad = predict_scene(model, contract(), [src], tmp_path / "bad.tif", overlap=0.0, progress=False)
+    assert np.abs(read(bad.probability)[0] - expected).max() > 1e-3
+
+
+def test_change_detection_pair(tmp_path):
+    a, b = scene(seed=2), scene(seed=3)
+    p1, p2 = write_tif(tmp_path / "t1.tif", a), write_tif(tmp_path / "t2.tif", b)
+    kind = TaskKind.CHANGE_DETECTION
+    res = predict_scene(AbsDiff(), contract(kind), [p1, p2], tmp_path / "chg.tif", progress=False)
+    expected = sigmoid(AbsDiff.A * np.abs(a.astype(np.float64) - b) / STD + AbsDiff.B)
+    assert np.abs(read(res.probability)[0] - expected).max() < 1e-5
+
+
+def test_nodata_stays_nodata(tmp_path):
+    raw = np.random.default_rng(4).integers(1, 200, (2, 300, 517)).astype(np.uint16)
+    raw[0, 100:180, 200:330] = 0  # nodata in band 0 only
+    raw[1, 5, 7] = 0  # one pixel in band 1
+    src = write_tif(tmp_path / "in.tif", raw, nodata=0)
+    res = predict_scene(AffineOfBand0(), contract(bands=2), [src], tmp_path / "o.tif", progress=False)
+    prob, mask = read(res.probability)[0], read(res.mask)[0]
+    invalid = (raw == 0).any(axis=0)
+    assert np.isnan(prob[invalid]).all() and (mask[invalid] == 255).all()
+    assert not np.isnan(prob[~invalid]).any() and (mask[~invalid] <= 1).all()
+    assert res.n_valid_pixels == int((~invalid).sum())
+    # Valid pixels next to the hole are unaffected by it (the affine model is pointwise).
+    expected = sigmoid(AffineOfBand0.A * (raw[0].astype(np.float64) - MEAN) / STD + AffineOfBand0.B)
+    assert np.abs(prob[~invalid] - expected[~invalid]).max() < 1e-5
+
+
+def test_nan_pixels_are_nodata(tmp_path):
+    raw = scene()
+    raw[:, 40:60] = np.nan
+    src = write_tif(tmp_path / "in.tif", raw)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    prob = read(res.probability)[0]
+    assert np.isnan(prob[:, 40:60]).all() and not np.isnan(prob[:, :40]).any()
+
+
+def no_outputs(tmp_path: Path, *inputs: str) -> bool:
+    return sorted(p.name for p in tmp_path.iterdir()) == sorted(inputs)
+
+
+def test_all_nodata_scene_is_an_error_and_writes_nothing(tmp_path):
+    src = write_tif(tmp_path / "in.tif", np.zeros((300, 517), np.uint16), nodata=0)
+    with pytest.raises(MarsError, match="contains no valid pixels"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    assert no_outputs(tmp_path, "in.tif")
+
+
+def test_not_a_raster(tmp_path):
+    bogus = tmp_path / "notes.tif"
+    bogus.write_text("this is not a GeoTIFF")
+    with pytest.raises(MarsError, match="notes.tif.*cannot be opened as a raster") as exc:
+        predict_scene(AffineOfBand0(), contract(), [bogus], tmp_path / "o.tif", progress=False)
+    assert "\n" not in str(exc.value)
+    assert no_outputs(tmp_path, "notes.tif")
+
+
+def test_wrong_band_count_and_wrong_number_of_inputs(tmp_path):
+    src = write_tif(tmp_path / "in.tif", scene())
+    with pytest.raises(MarsError, match="has 1 band.*expects 3"):
+        predict_scene(AffineOfBand0(), contract(bands=3), [src], tmp_path / "o.tif", progress=False)
+    with pytest.raises(MarsError, match="expects 2 input scene"):
+        predict_scene(AbsDiff(), contract(TaskKind.CHANGE_DETECTION), [src], tmp_path / "o.tif", progress=False)
+    assert no_outputs(tmp_path, "in.tif")
+
+
+@pytest.mark.parametrize(
+    ("other", "match"),
+    [
+        ({"transform": Affine(0.25, 0.0, 1000.25, 0.0, -0.25, 5000.0)}, "different geotransforms.*1 px"),
+        ({"crs": "IAU_2015:49910"}, "different CRSs"),
+        ({"shape": (300, 516)}, "different shapes"),
+    ],
+)
+def test_pair_on_different_grids_is_refused(tmp_path, other, match):
+    a = write_tif(tmp_path / "a.tif", scene())
+    b_data = scene()[: other.get("shape", (300, 517))[0], : other.get("shape", (300, 517))[1]]
+    b = write_tif(
+        tmp_path / "b.tif",
+        b_data,
+        crs=other.get("crs", MARS_WKT),
+        transform=other.get("transform", TRANSFORM),
+    )
+    with pytest.raises(MarsError, match=f"{match}.*align the pair first"):
+        predict_scene(AbsDiff(), contract(TaskKind.CHANGE_DETECTION), [a, b], tmp_path / "o.tif", progress=False)
+    assert no_outputs(tmp_path, "a.tif", "b.tif")
+
+
+def test_pair_within_grid_tolerance_is_accepted(tmp_path):
+    a = write_tif(tmp_path / "a.tif", scene())
+    shifted = Affine(0.25, 0.0, 1000.00025, 0.0, -0.25, 5000.0)  # 0.001 px
+    b = write_tif(tmp_path / "b.tif", scene(seed=9), transform=shifted)
+    res = predict_scene(AbsDiff(), contract(TaskKind.CHANGE_DETECTION), [a, b], tmp_path / "o.tif", progress=False)
+    assert res.mask.exists()
+
+
+def test_existing_output_is_not_overwritten(tmp_path):
+    src = write_tif(tmp_path / "in.tif", scene())
+    (tmp_path / "o.prob.tif").write_bytes(b"keep me")
+    with pytest.raises(MarsError, match="already exists"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    assert (tmp_path / "o.prob.tif").read_bytes() == b"keep me" and not (tmp_path / "o.tif").exists()
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False, overwrite=True)
+    assert read(res.probability)[0].shape == (300, 517)
+
+
+def test_failure_midway_leaves_no_partial_files(tmp_path):
+    class Boom(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Boom.calls += 1
+            if Boom.calls > 3:
+                raise RuntimeError("boom")
+            return x[:, :1]
+
+    src = write_tif(tmp_path / "in.tif", scene())
+    with pytest.raises(RuntimeError, match="boom"):
+        predict_scene(Boom(), contract(), [src], tmp_path / "o.tif", batch_size=2, progress=False)
+    assert no_outputs(tmp_path, "in.tif")
+
+
+def test_bad_tiling_is_a_user_error(tmp_path):
+    src = write_tif(tmp_path / "in.tif", scene())
+    with pytest.raises(MarsError, match="too small for overlap"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", tile=4, overlap=0.9, progress=False)
+    with pytest.raises(MarsError, match="0 <= overlap < 1"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", overlap=1.0, progress=False)
+    assert no_outputs(tmp_path, "in.tif")
+
+
+def squares_scene() -> np.ndarray:
+    """Raw 200 inside objects, 0 outside: AffineOfBand0 then gives p>0.5 exactly on objects."""
+    raw = np.zeros((600, 517), np.float32)
+    raw[20:30, 40:50] = 200  # 10x10 px = 6.25 m2 at 0.25 m/px
+    raw[250:262, 100:110] = 200  # 12x10 px straddling the strip seam at row 256: 7.5 m2
+    raw[100:102, 300:302] = 200  # 2x2 px = 0.25 m2, dropped by min_area_m2=1
+    # a U open at the top, cut by the seam at row 512 into three pieces: one polygon
+    raw[490:520, 400:405] = 200
+    raw[490:520, 420:425] = 200
+    raw[515:520, 405:420] = 200
+    raw[5:595, 500:505] = 200  # tall bar crossing both seams: 590x5 px
+    return raw
+
+
+def test_polygons_areas_seams_and_min_area(tmp_path):
+    src = write_tif(tmp_path / "in.tif", squares_scene())
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", min_area_m2=1.0, progress=False)
+    fc = json.loads(res.polygons.read_text())
+    with rasterio.open(src) as s:
+        assert fc["crs"]["properties"]["name"] == s.crs.to_wkt()
+    props = sorted((f["properties"] for f in fc["features"]), key=lambda p: p["area_px"])
+    areas = [p["area_m2"] for p in props]
+    u_px = 2 * 30 * 5 + 5 * 15
+    assert areas == pytest.approx(sorted([6.25, 7.5, u_px * 0.0625, 590 * 5 * 0.0625]))
+    assert res.n_polygons == 4 == len({f["id"] for f in fc["features"]})
+    assert all(0.5 < p["mean_prob"] <= 1 for p in props)
+    by_area = {
+        round(p["area_m2"], 4): f
+        for p, f in zip(props, sorted(fc["features"], key=lambda f: f["properties"]["area_px"]), strict=True)
+    }
+    straddler = by_area[7.5]["geometry"]
+    assert straddler["type"] == "Polygon" and len(straddler["coordinates"]) == 1
+    xs = [c[0] for c in straddler["coordinates"][0]]
+    ys = [c[1] for c in straddler["coordinates"][0]]
+    # world coordinates: x = 1000 + col * 0.25, y = 5000 - row * 0.25
+    assert (min(xs), max(xs), min(ys), max(ys)) == pytest.approx((1025.0, 1027.5, 4934.5, 4937.5))
+    u = by_area[round(u_px * 0.0625, 4)]["geometry"]
+    assert u["type"] == "Polygon"
+    # without min_area_m2 the 2x2 square is kept
+    res2 = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "p.tif", progress=False)
+    assert res2.n_polygons == 5
+
+
+def test_scene_without_crs(tmp_path):
+    src = write_tif(tmp_path / "in.tif", squares_scene()[:300], crs=None)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    assert read(res.mask)[2] is None
+    assert any("no CRS" in w for w in res.warnings)
+    fc = json.loads(res.polygons.read_text())
+    assert "crs" not in fc and fc["notes"]
+    assert {f["properties"]["area_m2"] for f in fc["features"]} == {None}
+    assert sorted(f["properties"]["area_px"] for f in fc["features"]) == [4, 100, 120, 295 * 5]
+    with pytest.raises(MarsError, match="min_area_m2 needs areas"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "x.tif", min_area_m2=1, progress=False)
+
+
+def test_iau_code_passes_through(tmp_path):
+    src = write_tif(tmp_path / "in.tif", scene()[:70, :90], crs=CRS.from_user_input("IAU_2015:49910"))
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    with rasterio.open(src) as s, rasterio.open(res.mask) as m:
+        assert m.crs.to_wkt() == s.crs.to_wkt() and m.transform == s.transform
+
+
+def test_scene_smaller_than_tile(tmp_path):
+    raw = scene()[:30, :50]
+    src = write_tif(tmp_path / "in.tif", raw)
+    res = predict_scene(FixedConv(3), contract(), [src], tmp_path / "o.tif", progress=False)
+    x = torch.from_numpy((raw - MEAN) / STD)[None, None]
+    expected = torch.sigmoid(FixedConv(3)(x))[0, 0].double().numpy()
+    assert res.n_tiles == 1 and np.abs(read(res.probability)[0] - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap"),
+    [(517, 64, 0.25), (300, 64, 0.25), (64, 64, 0.5), (1000, 256, 0.125), (65, 64, 0.1)],
+)
+def test_tiles_partition_scene_and_keep_margin(length, tile, overlap):
+    grid = make_grid(length, length, tile, overlap)
+    ax = axis_tiles(length, tile, tile - grid.overlap_px)
+    assert ax.own[0][0] == 0 and ax.own[-1][1] == length
+    assert all(a[1] == b[0] for a, b in zip(ax.own[:-1], ax.own[1:], strict=True))
+    for i, (s, (o0, o1)) in enumerate(zip(ax.starts, ax.own, strict=True)):
+        assert s >= 0 and s + tile <= max(length, tile) and o0 < o1
+        if i > 0:
+            assert o0 - s >= grid.margin
+        if i < len(ax.starts) - 1:
+            assert s + tile - o1 >= grid.margin
+
+
+def test_in_place_normalisation_matches_the_contract():
+    """StripReader normalises in place; it must agree with Normalisation.apply."""
+    from mars_core.raster.io import StripReader
+
+    c = InputContract(
+        kind=TaskKind.SEGMENTATION, bands=["a", "b"],
+        normalisation=Normalisation(mean=[3.0, -7.5], std=[0.3, 11.0]), tile_size=8,
+    )  # fmt: skip
+
+    class FakeDs:
+        shape, count, dtypes = (8, 8), 2, ("float32", "float32")
+
+    reader = StripReader([FakeDs()], c, 8)
+    x = torch.from_numpy(np.random.default_rng(0).normal(0, 20, (2, 8, 8)).astype(np.float32))
+    mine = x.numpy().copy()
+    np.subtract(mine, reader._mean_np, out=mine)
+    np.divide(mine, reader._std_np, out=mine)
+    mine = torch.from_numpy(mine)
+    assert torch.equal(mine, c.normalisation.apply(x))
+
+
+def test_narrow_scene_batches_span_rows_and_skipped_rows(tmp_path):
+    raw = scene(300, 70, seed=5)
+    raw[120:200] = np.nan  # whole tile rows without valid pixels: skipped, written as nodata
+    src = write_tif(tmp_path / "in.tif", raw)
+    model = FixedConv(3)
+    res = predict_scene(model, contract(), [src], tmp_path / "o.tif", batch_size=5, progress=False)
+    x = torch.from_numpy(np.nan_to_num((raw - MEAN) / STD))[None, None]
+    expected = torch.sigmoid(model(x))[0, 0].double().numpy()
+    prob = read(res.probability)[0]
+    ok = ~np.isnan(raw)
+    assert np.isnan(prob[120:200]).all()
+    assert np.abs(prob[ok] - expected[ok]).max() < 1e-5
