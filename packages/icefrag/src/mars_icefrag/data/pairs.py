@@ -1,0 +1,296 @@
+"""``icefrag-pairs``: coregistered T1/T2/mask GeoTIFF folders cut into overlapping tiles.
+
+Design decisions and why:
+
+* Files are matched by the part of their names the three folders share: the stem is
+  lower-cased, split on ``_ - .`` and date/role tokens (``t1``, ``t2``, ``pre``, ``post``,
+  ``mask``, ``label`` ...) are removed; or ``key_regex`` (first group) gives the key.
+  A file without its partner is an error, not silently skipped.
+* Masks come in several encodings (the published example uses fragment=1, background=255):
+  ``label_map`` maps raw values to {0, 1}; any other value is an error naming the file.
+* T1, T2 and mask must share CRS, shape and transform within ``grid_tolerance`` pixels:
+  pairs are never resampled silently.
+* Normalisation is fixed by configuration, ``(DN - dn_min) / (dn_max - dn_min)`` with
+  ``dn_max = 2**bit_depth - 1`` unless given, and stored in the input contract; a DN above
+  ``dn_max`` is an error (it would mean the configuration does not fit the product).
+  Nothing is normalised per tile.
+* The split is by scene (or by region with ``group_regex``): 256-px tiles with 50 % overlap
+  share pixels with their neighbours, so a split by tile would leak test pixels into
+  training. ``split`` may also list scene keys explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Dataset
+
+from mars_core.data import InputContract, Normalisation
+from mars_core.errors import MarsError
+from mars_core.tasks import TaskKind
+from mars_icefrag.augment import build_augmentation, validate_augment
+
+ROLE_TOKENS = {"t1", "t2", "pre", "post", "before", "after", "mask", "masks", "label", "labels", "gt", "ref",
+               "reference", "date1", "date2", "img1", "img2", "image1", "image2"}
+RASTER_SUFFIXES = (".tif", ".tiff")
+SPLITS = ("train", "val", "test")
+
+
+def sample_root() -> Path:
+    """The bundled SYNTHETIC sample (see ``sample/README.md``)."""
+    return Path(str(resources.files("mars_icefrag") / "sample"))
+
+
+def scene_key(name: str, key_regex: str | None = None) -> str:
+    stem = Path(name).name
+    for suf in RASTER_SUFFIXES:
+        if stem.lower().endswith(suf):
+            stem = stem[: -len(suf)]
+    if key_regex:
+        m = re.search(key_regex, stem)
+        if not m:
+            raise MarsError(f"file name '{name}' does not match key_regex {key_regex!r}")
+        return m.group(1) if m.groups() else m.group(0)
+    tokens = [t for t in re.split(r"[_\-.\s]+", stem.lower()) if t and t not in ROLE_TOKENS]
+    return "_".join(tokens)
+
+
+def _index(folder: Path, key_regex: str | None) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise MarsError(f"folder not found: {folder}")
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() not in RASTER_SUFFIXES:
+            continue
+        k = scene_key(p.name, key_regex)
+        if k in out:
+            raise MarsError(f"two files in {folder} have the same scene key '{k}': {out[k].name}, {p.name}")
+        out[k] = p
+    return out
+
+
+@dataclass(frozen=True)
+class Scene:
+    key: str
+    t1: Path
+    t2: Path
+    mask: Path | None
+    height: int
+    width: int
+
+
+def check_same_grid(a: Any, b: Any, what: str, tolerance: float) -> None:
+    """Raise unless the two open datasets share CRS, shape and transform (tolerance in px)."""
+    if a.crs != b.crs:
+        raise MarsError(f"{what}: different CRS ({a.crs} vs {b.crs}); align the pair explicitly first")
+    if (a.height, a.width) != (b.height, b.width):
+        raise MarsError(f"{what}: different shapes ({a.height}x{a.width} vs {b.height}x{b.width})")
+    ta, tb = a.transform, b.transform
+    px = max(abs(ta.a), abs(ta.e), 1e-12)
+    if abs(ta.c - tb.c) > tolerance * px or abs(ta.f - tb.f) > tolerance * px:
+        raise MarsError(f"{what}: origins differ by ({ta.c - tb.c:.4g}, {ta.f - tb.f:.4g}) map units, more than "
+                        f"{tolerance} px; the pair is not on one grid (resample explicitly before training)")
+    for x, y in ((ta.a, tb.a), (ta.b, tb.b), (ta.d, tb.d), (ta.e, tb.e)):
+        if abs(x - y) * max(a.width, a.height) > tolerance * px:
+            raise MarsError(f"{what}: pixel sizes/rotation differ ({ta} vs {tb}); the pair is not on one grid")
+
+
+def tile_origins(length: int, tile: int, stride: int) -> list[int]:
+    if length < tile:
+        raise MarsError(f"a scene side of {length} px is smaller than the tile size {tile}")
+    starts = list(range(0, length - tile + 1, stride))
+    if starts[-1] != length - tile:
+        starts.append(length - tile)
+    return starts
+
+
+class PairTiles(Dataset):
+    """Tiles of a list of scenes, read window by window (scenes can be larger than memory)."""
+
+    def __init__(self, source: IcefragPairs, scenes: Sequence[Scene]) -> None:
+        self.source = source
+        self.scenes = list(scenes)
+        stride = max(1, int(round(source.tile * (1 - source.overlap))))
+        self.items = [(si, y, x) for si, s in enumerate(self.scenes)
+                      for y in tile_origins(s.height, source.tile, stride)
+                      for x in tile_origins(s.width, source.tile, stride)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        si, y, x = self.items[i]
+        s = self.scenes[si]
+        win = Window(x, y, self.source.tile, self.source.tile)
+        out: dict[str, Any] = {}
+        for key, path in (("image1", s.t1), ("image2", s.t2)):
+            with rasterio.open(path) as ds:
+                out[key] = self.source.normalise(ds.read(window=win).astype(np.float32), path)
+        if s.mask is not None:
+            with rasterio.open(s.mask) as ds:
+                out["mask"] = torch.from_numpy(self.source.map_labels(ds.read(1, window=win), s.mask)[None])
+        else:
+            out["mask"] = torch.zeros(1, self.source.tile, self.source.tile)
+        out["index"] = torch.tensor(i)
+        return out
+
+
+class IcefragPairs:
+    """The ``icefrag-pairs`` data source (see the module docstring)."""
+
+    def __init__(self, root: str | None = None, t1_dir: str = "t1", t2_dir: str = "t2", mask_dir: str = "mask",
+                 label_map: dict[int, int] | None = None, bit_depth: int = 16, dn_min: float = 0.0,
+                 dn_max: float | None = None, tile: int = 256, overlap: float = 0.5,
+                 split: dict[str, list[str]] | Sequence[float] = (0.8, 0.1, 0.1), group_regex: str | None = None,
+                 key_regex: str | None = None, split_seed: int = 0, augment: Sequence[str] | None = None,
+                 augment_params: dict[str, Any] | None = None, grid_tolerance: float = 0.01,
+                 band: str = "hirise_red", min_component_px: int = 5) -> None:
+        if not 1 <= bit_depth <= 16:
+            raise ValueError("bit_depth must be between 1 and 16")
+        if not 0 <= overlap < 1:
+            raise ValueError("overlap must be in [0, 1)")
+        if tile % 32:
+            raise ValueError("tile must be a multiple of 32 (the ResNet-50 encoder downsamples 32x)")
+        self.root = Path(root) if root else sample_root()
+        self.synthetic_sample = root is None
+        self.label_map = {int(k): int(v) for k, v in (label_map or {0: 0, 1: 1}).items()}
+        if set(self.label_map.values()) - {0, 1}:
+            raise ValueError("label_map values must be 0 (background) or 1 (fragment)")
+        self.dn_min = float(dn_min)
+        self.dn_max = float(dn_max) if dn_max is not None else float(2**bit_depth - 1)
+        if self.dn_max <= self.dn_min:
+            raise ValueError("dn_max must be larger than dn_min")
+        self.tile, self.overlap = int(tile), float(overlap)
+        self.augment = validate_augment(augment)
+        self.augment_params = dict(augment_params or {})
+        self.grid_tolerance = grid_tolerance
+        self.band = band
+        self.min_component_px = min_component_px
+        self.key_regex, self.group_regex = key_regex, group_regex
+        self.scenes = self._scan(t1_dir, t2_dir, mask_dir)
+        self.assignment = self._split(split, split_seed)
+
+    # -- discovery -------------------------------------------------------------------------
+    def _scan(self, t1_dir: str, t2_dir: str, mask_dir: str) -> list[Scene]:
+        t1 = _index(self.root / t1_dir, self.key_regex)
+        t2 = _index(self.root / t2_dir, self.key_regex)
+        mask_folder = self.root / mask_dir
+        masks = _index(mask_folder, self.key_regex) if mask_folder.is_dir() else {}
+        lonely = sorted(set(t1) ^ set(t2))
+        if lonely:
+            raise MarsError(f"scene(s) without a T1/T2 partner under {self.root}: {', '.join(lonely)} "
+                            f"(T1 keys: {', '.join(sorted(t1)) or 'none'}; T2 keys: {', '.join(sorted(t2)) or 'none'})")
+        if not t1:
+            raise MarsError(f"no GeoTIFFs found in {self.root / t1_dir}")
+        extra = sorted(set(masks) - set(t1))
+        if extra:
+            raise MarsError(f"mask(s) without an image pair: {', '.join(extra)}")
+        scenes = []
+        for k in sorted(t1):
+            with rasterio.open(t1[k]) as a, rasterio.open(t2[k]) as b:
+                for ds, p in ((a, t1[k]), (b, t2[k])):
+                    if ds.count != 1:
+                        raise MarsError(f"{p} has {ds.count} bands; icefrag expects one ({self.band})")
+                check_same_grid(a, b, f"scene '{k}' T1 {t1[k].name} vs T2 {t2[k].name}", self.grid_tolerance)
+                if k in masks:
+                    with rasterio.open(masks[k]) as m:
+                        check_same_grid(a, m, f"scene '{k}' T1 vs mask {masks[k].name}", self.grid_tolerance)
+                scenes.append(Scene(k, t1[k], t2[k], masks.get(k), a.height, a.width))
+        return scenes
+
+    def _split(self, split: Any, seed: int) -> dict[str, list[Scene]]:
+        by_key = {s.key: s for s in self.scenes}
+        if isinstance(split, dict):
+            out: dict[str, list[Scene]] = {}
+            seen: set[str] = set()
+            for name, keys in split.items():
+                if name not in SPLITS:
+                    raise MarsError(f"split '{name}' is unknown; allowed: {', '.join(SPLITS)}")
+                for k in keys:
+                    if k not in by_key:
+                        raise MarsError(f"split '{name}' names scene '{k}' which does not exist; "
+                                        f"scenes: {', '.join(by_key)}")
+                    if k in seen:
+                        raise MarsError(f"scene '{k}' is in more than one split")
+                    seen.add(k)
+                out[name] = [by_key[k] for k in keys]
+            return out
+        fractions = [float(f) for f in split]
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+            raise MarsError("split must be three non-negative fractions (train, val, test) or a mapping")
+        groups: dict[str, list[Scene]] = {}
+        for s in self.scenes:
+            g = s.key
+            if self.group_regex:
+                m = re.search(self.group_regex, s.key)
+                g = (m.group(1) if m and m.groups() else m.group(0)) if m else s.key
+            groups.setdefault(g, []).append(s)
+        # Deterministic order independent of file system order: hash of (seed, group).
+        order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+        n = len(order)
+        total = sum(fractions)
+        n_val = round(n * fractions[1] / total)
+        n_test = round(n * fractions[2] / total)
+        if n >= 3:  # keep every requested split non-empty when there are enough groups
+            n_val = max(n_val, 1 if fractions[1] > 0 else 0)
+            n_test = max(n_test, 1 if fractions[2] > 0 else 0)
+        n_train = max(0, n - n_val - n_test)
+        parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val],
+                 "test": order[n_train + n_val : n_train + n_val + n_test]}
+        return {name: [s for g in gs for s in groups[g]] for name, gs in parts.items()}
+
+    # -- DataSource protocol ---------------------------------------------------------------
+    def splits(self) -> list[str]:
+        return [s for s in SPLITS if self.assignment.get(s)]
+
+    def split_keys(self) -> dict[str, list[str]]:
+        return {k: [s.key for s in v] for k, v in self.assignment.items()}
+
+    def dataset(self, split: str) -> Dataset:
+        if split not in self.splits():
+            raise MarsError(f"split '{split}' is empty or unknown; available: {', '.join(self.splits())}")
+        return PairTiles(self, self.assignment[split])
+
+    def input_contract(self) -> InputContract:
+        return InputContract(kind=TaskKind.CHANGE_DETECTION, bands=[self.band], n_inputs=2,
+                             normalisation=Normalisation(mean=[self.dn_min], std=[self.dn_max - self.dn_min]),
+                             tile_size=self.tile, classes=["no-change", "detached-fragment"],
+                             min_component_px=self.min_component_px)
+
+    def train_augmentation(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        return build_augmentation(self.augment, **self.augment_params)
+
+    # -- value handling ----------------------------------------------------------------------
+    def normalise(self, raw: np.ndarray, path: Path) -> torch.Tensor:
+        top = float(raw.max()) if raw.size else 0.0
+        if top > self.dn_max:
+            raise MarsError(f"{path.name} has DN {top:g} above dn_max {self.dn_max:g}; set bit_depth or dn_max to "
+                            "match the product (values are never rescaled per tile)")
+        return torch.from_numpy((raw - self.dn_min) / (self.dn_max - self.dn_min)).float()
+
+    def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        values = np.unique(raw)
+        bad = [int(v) for v in values if int(v) not in self.label_map]
+        if bad:
+            raise MarsError(f"mask {path.name} holds value(s) {bad} not in label_map {self.label_map}; "
+                            "set data.label_map for this encoding (e.g. {1: 1, 255: 0})")
+        lut = np.zeros(int(max(values.max(), max(self.label_map))) + 1, dtype=np.float32)
+        for k, v in self.label_map.items():
+            if k >= 0:
+                lut[k] = v
+        return lut[raw.astype(np.int64)]
+
+
+def icefrag_pairs(root: str | None = None, **params: Any) -> IcefragPairs:
+    """Factory registered as ``icefrag-pairs``; ``root=None`` is the bundled SYNTHETIC sample."""
+    return IcefragPairs(root, **params)

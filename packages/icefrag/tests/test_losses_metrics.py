@@ -1,0 +1,105 @@
+"""The paper's loss against a direct computation; event metric rules on hand-made masks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mars_core import plugins
+from mars_icefrag.losses import WeightedBCE, icefrag_loss
+from mars_icefrag.metrics import EventMetric, event_counts
+
+
+def test_icefrag_loss_matches_direct_computation() -> None:
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    total_focal = 0.0
+    inter = psum = tsum = 0.0
+    for z, t in zip(logits.flatten().tolist(), target.flatten().tolist(), strict=False):
+        p = 1 / (1 + math.exp(-z))
+        pt = p if t == 1 else 1 - p
+        at = 0.25 if t == 1 else 0.75
+        total_focal += -at * (1 - pt) ** 2 * math.log(pt)
+        inter += p * t
+        psum += p
+        tsum += t
+    focal = total_focal / 4
+    dice = (2 * inter + 1) / (psum + tsum + 1)
+    expected = 0.1 * focal + 0.9 * (-math.log(dice))
+    assert float(icefrag_loss()(logits, target)) == pytest.approx(expected, rel=1e-5)
+    plugins.reset()
+    reg = plugins.get_registries()
+    assert float(reg.losses.get("icefrag-loss")()(logits, target)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_weighted_bce_auto_weight() -> None:
+    logits = torch.zeros(1, 1, 2, 2)
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    # pos weight 3 (3 negatives / 1 positive): mean of (3*log2, log2, log2, log2)
+    assert float(WeightedBCE()(logits, target)) == pytest.approx(6 * math.log(2) / 4, rel=1e-6)
+    assert float(WeightedBCE(2.0)(logits, target)) == pytest.approx(5 * math.log(2) / 4, rel=1e-6)
+
+
+def _blank(h: int = 20, w: int = 20) -> np.ndarray:
+    return np.zeros((h, w), dtype=bool)
+
+
+def test_event_several_detections_on_one_fragment_count_once() -> None:
+    ref = _blank()
+    ref[2:10, 2:10] = True
+    pred = _blank()
+    pred[2:5, 2:5] = True  # 9 px, touches
+    pred[7:10, 7:10] = True  # 9 px, touches the same fragment
+    assert event_counts(pred, ref) == (1, 0, 0)
+
+
+def test_event_fp_fn_and_touching() -> None:
+    ref = _blank()
+    ref[0:3, 0:3] = True  # found
+    ref[15:18, 15:18] = True  # missed -> FN
+    pred = _blank()
+    pred[2:5, 2:5] = True  # overlaps first reference at one pixel (2,2)
+    pred[10:13, 0:3] = True  # touches nothing -> FP
+    assert event_counts(pred, ref) == (1, 1, 1)
+
+
+def test_event_small_components_dropped_from_both() -> None:
+    ref = _blank()
+    ref[0:2, 0:2] = True  # 4 px < 5 -> ignored, not an FN
+    ref[10:13, 10:13] = True
+    pred = _blank()
+    pred[19, 19] = True  # 1 px -> ignored, not an FP
+    pred[10:12, 10:12] = True  # 4 px < 5 -> dropped, so the reference is missed
+    assert event_counts(pred, ref) == (0, 0, 1)
+    assert event_counts(pred, ref, min_size=1) == (1, 1, 1)
+
+
+def test_event_eight_connectivity() -> None:
+    ref = _blank()
+    ref[5:8, 5:8] = True
+    pred = _blank()
+    for i in range(6):
+        pred[i, i] = True  # a diagonal line: one component with 8-connectivity
+    pred[8:11, 8:11] = True  # diagonal neighbour of the line? no: separate, touches nothing
+    tp, fp, fn = event_counts(pred, ref)
+    assert (tp, fn) == (1, 0)
+    assert fp == 1
+
+
+def test_event_metric_accumulates_and_computes() -> None:
+    m = EventMetric()
+    ref = torch.zeros(2, 1, 20, 20)
+    ref[0, 0, 2:10, 2:10] = 1
+    ref[1, 0, 2:6, 2:6] = 1
+    probs = torch.zeros(2, 1, 20, 20)
+    probs[0, 0, 2:5, 2:5] = 0.9
+    probs[0, 0, 7:10, 7:10] = 0.8
+    probs[1, 0, 12:16, 12:16] = 0.7  # FP; second reference missed
+    m.update(probs, ref)
+    out = m.compute()
+    assert float(out["event_tp"]) == 1 and float(out["event_fp"]) == 1 and float(out["event_fn"]) == 1
+    assert float(out["event_tpr"]) == pytest.approx(0.5)
+    assert float(out["event_fdr"]) == pytest.approx(0.5)

@@ -1,0 +1,98 @@
+"""Shapes and gradients of every registered model on small inputs, and the AAM formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mars_core import plugins
+from mars_icefrag.models import AugmentedAttention, SiameseResNet50
+
+MODELS = ["siamese-resnet50-aam", "siamese-resnet50", "fc-ef", "fc-siam-conc", "fc-siam-diff"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shape_and_gradient(name: str) -> None:
+    plugins.reset()
+    model = plugins.get_registries().models.get(name)()
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(2, 1, 64, 64), torch.randn(2, 1, 64, 64)
+    out = model(x1, x2)
+    assert out.shape == (2, 1, 64, 64)
+    out.mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_log_odds_equals_two_class_softmax() -> None:
+    model = SiameseResNet50(attention=True).eval()
+    x1, x2 = torch.randn(1, 1, 64, 64), torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        z = model.two_class_logits(x1, x2)
+        out = model(x1, x2)
+    torch.testing.assert_close(out.sigmoid(), z.softmax(dim=1)[:, 1:2], atol=1e-6, rtol=1e-5)
+
+
+def test_proposed_model_is_a_resnet50_siamese() -> None:
+    model = SiameseResNet50()
+    assert type(model.encoder).__name__ == "ResNet"
+    assert [len(model.encoder.layer1), len(model.encoder.layer2), len(model.encoder.layer3),
+            len(model.encoder.layer4)] == [3, 4, 6, 3]
+    # T2 stops after four stages; weights are shared (one encoder).
+    feats = model._stages(torch.randn(1, 1, 64, 64), 4)
+    assert [f.shape[1] for f in feats] == [64, 256, 512, 1024]
+
+
+def _set_identity_h1(h1, scale: float = 1.0) -> None:
+    """conv = identity*scale, BN in eval with mean 0, var 1, weight 1, bias 0 (eps 0)."""
+    c = h1.conv.weight.shape[0]
+    with torch.no_grad():
+        h1.conv.weight.copy_(torch.eye(c).view(c, c, 1, 1) * scale)
+        h1.bn.running_mean.zero_()
+        h1.bn.running_var.fill_(1.0)
+        h1.bn.weight.fill_(1.0)
+        h1.bn.bias.zero_()
+    h1.bn.eps = 0.0
+
+
+def test_aam_matches_formula_on_hand_set_example() -> None:
+    aam = AugmentedAttention(2, 2).eval()
+    _set_identity_h1(aam.h1_f)
+    _set_identity_h1(aam.h1_g)
+    _set_identity_h1(aam.h1_d, scale=2.0)
+    with torch.no_grad():
+        aam.h2.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]).view(2, 2, 1, 1))
+        aam.h2.bias.zero_()
+    f = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]], [[0.0, 2.0], [2.0, 0.0]]]])  # G(f) = (4, 1)
+    d = torch.tensor([[[[1.0, -1.0], [0.0, 4.0]], [[2.0, 2.0], [2.0, 2.0]]]])  # G(d) = (1, 2)
+    # By hand: H1(G(f)) + H1(G(d)) = relu(4,1) + relu(1,2) = (5, 3); H2 -> (5, 9);
+    # softmax -> (e^5, e^9)/(e^5+e^9); H1(d) = relu(2 d) = [[2,0],[0,8]], [[4,4],[4,4]].
+    s = torch.tensor([5.0, 9.0]).softmax(0)
+    h1d = torch.stack([torch.tensor([[2.0, 0.0], [0.0, 8.0]]), torch.full((2, 2), 4.0)])
+    expected = f[0] + h1d * s.view(2, 1, 1)
+    out = aam(f, d)
+    torch.testing.assert_close(out[0], expected)
+    torch.testing.assert_close(aam.attention(f, d).flatten(), s)
+    # Also the generic formula with F ops, to tie the module to its docstring.
+    v = torch.softmax(aam.h2(F.relu(aam.h1_f.conv(f.mean((2, 3), keepdim=True)))
+                             + F.relu(aam.h1_g.conv(d.mean((2, 3), keepdim=True)))), dim=1)
+    torch.testing.assert_close(out, f + F.relu(aam.h1_d.conv(d)) * v)
+
+
+def test_aam_trains_with_batch_of_one() -> None:
+    aam = AugmentedAttention(4, 8).train()
+    out = aam(torch.randn(1, 4, 8, 8), torch.randn(1, 8, 8, 8))
+    out.sum().backward()
+
+
+def test_pretrained_from_local_file(tmp_path) -> None:
+    import timm
+
+    ref = timm.create_model("resnet50", pretrained=False, num_classes=0, in_chans=3)
+    path = tmp_path / "r50.pth"
+    torch.save(ref.state_dict(), path)
+    model = SiameseResNet50(in_channels=1, pretrained=str(path))
+    torch.testing.assert_close(model.encoder.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
+    torch.testing.assert_close(model.encoder.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
