@@ -134,3 +134,26 @@ def test_run_evaluate_predict_models_with_sqlite_tracking(toy, in_tmp, capsys):
 
     # a model trained for another task is refused
     assert main(["evaluate", "landslide", "--model", "models:/mars-toy@champion", "--data", str(in_tmp)]) == 2
+
+
+def test_each_run_keeps_its_own_checkpoints_and_resume_last_continues_newest(toy, in_tmp):
+    assert main(["run", "toy", *FAST]) == 0
+    assert main(["run", "toy", *FAST]) == 0
+    runs = sorted((in_tmp / "checkpoints" / "toy").iterdir())
+    assert len(runs) == 2 and all((r / "last.pt").is_file() and (r / "best.pt").is_file() for r in runs)
+    newest = max(runs, key=lambda r: (r / "last.pt").stat().st_mtime)
+    before = (runs[0] / "last.pt").read_bytes()
+    out = in_tmp / "resumed.json"
+    assert main(["run", "toy", "--set", "trainer.epochs=3", "--set", "data.n_train=16",
+                 "--set", "trainer.resume=last", "--json", str(out)]) == 0
+    assert len(list((in_tmp / "checkpoints" / "toy").iterdir())) == 2  # no new directory
+    import torch
+
+    assert torch.load(newest / "last.pt", weights_only=True)["epoch"] == 3
+    if newest != runs[0]:
+        assert (runs[0] / "last.pt").read_bytes() == before  # the other run is untouched
+
+
+def test_resume_last_without_checkpoints_is_a_clear_error(toy, in_tmp, capsys):
+    assert main(["run", "toy", "--set", "trainer.resume=last"]) == 2
+    assert "no checkpoint of task 'toy'" in capsys.readouterr().err

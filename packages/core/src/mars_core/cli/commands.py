@@ -87,6 +87,7 @@ def run(
     if data is not None and not data.exists():
         raise MarsError(f"--data path does not exist: {data}")
     cfg = load_task_config(spec.default_config, config, overrides, str(data) if data is not None else None)
+    _place_checkpoints(cfg)
 
     from mars_core.engine import train
 
@@ -101,8 +102,10 @@ def run(
         rows.append(("tracking store", _tracking_uri()))
     if summary.model_uri:
         rows.append(("model", summary.model_uri))
-    if summary.extra.get("registered"):
-        rows.append(("registered", str(summary.extra["registered"])))
+    if summary.extra.get("registered_model"):
+        moved = "champion moved here" if summary.extra.get("champion_moved") else "champion unchanged"
+        rows.append(("registered", f"{summary.extra['registered_model']} v{summary.extra.get('model_version')} "
+                                   f"({moved})"))
     if json_out is not None:
         write_json_atomic(json_out, {"run_id": summary.run_id, "model_uri": summary.model_uri, "metrics": metrics})
         rows.append(("results", str(json_out)))
@@ -159,7 +162,8 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
     threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0),
-    min_area: float = typer.Option(0.0, "--min-area", min=0.0, help="Drop polygons smaller than this (m²)."),
+    min_area: float | None = typer.Option(None, "--min-area", min=0.0, help="Drop polygons smaller than this "
+                                             "(m²); default: the model's min_component_px times the pixel area."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
 ) -> None:
     """Stream whole scenes through a model into GeoTIFF + GeoJSON."""
@@ -172,6 +176,8 @@ def predict(
         if not path.exists():
             raise MarsError(f"input not found: {path}")
     loaded = _load_model(model, task)
+    if min_area is None:
+        min_area = _default_min_area(loaded.contract, inputs[0])
     result = predict_scene(loaded.model, loaded.contract, inputs, output, tile=tile, overlap=overlap,
                            batch_size=batch_size, device=resolve_device(device), threshold=threshold,
                            min_area_m2=min_area, overwrite=overwrite, progress=True)
@@ -208,6 +214,57 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) or "-"
     return str(value)
+
+
+def _default_min_area(contract: Any, scene: Path) -> float:
+    """Translate the task's smallest meaningful component (in pixels) into m² for this scene.
+
+    Only possible when the scene's CRS is projected in metres; otherwise nothing is dropped.
+    """
+    min_px = (contract.model_extra or {}).get("min_component_px")
+    if not min_px:
+        return 0.0
+    import rasterio
+
+    try:
+        with rasterio.open(scene) as src:
+            crs, transform = src.crs, src.transform
+    except rasterio.errors.RasterioError:
+        return 0.0  # predict_scene reports the unreadable input with its own message
+    if crs is None or not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
+        return 0.0
+    return float(min_px) * abs(transform.a * transform.e - transform.b * transform.d)
+
+
+def _place_checkpoints(cfg: Any) -> None:
+    """Give every run its own checkpoint directory so no run overwrites another's.
+
+    ``trainer.checkpoint_dir`` is the base; a fresh run writes to ``<base>/<task>/<time>``.
+    ``trainer.resume=last`` continues the newest run of the task under the base, and a
+    checkpoint path continues the run that wrote it.
+    """
+    import time
+
+    base = Path(cfg.trainer.checkpoint_dir) / cfg.task
+    resume = cfg.trainer.resume
+    if resume == "last":
+        candidates = sorted(base.glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise MarsError(f"trainer.resume=last: no checkpoint of task '{cfg.task}' under {base}")
+        cfg.trainer.resume = str(candidates[-1])
+        cfg.trainer.checkpoint_dir = str(candidates[-1].parent)
+    elif resume:
+        path = Path(resume)
+        if not path.is_file():
+            raise MarsError(f"trainer.resume: no checkpoint at {path}")
+        cfg.trainer.checkpoint_dir = str(path.parent)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir, n = base / stamp, 1
+        while run_dir.exists():
+            n += 1
+            run_dir = base / f"{stamp}-{n}"
+        cfg.trainer.checkpoint_dir = str(run_dir)
 
 
 def _tracking_uri() -> str:

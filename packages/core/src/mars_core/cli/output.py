@@ -17,17 +17,18 @@ console = Console(highlight=False)
 
 
 def metrics_table(metrics: dict[str, dict[str, float]], title: str) -> Table:
+    """One row per metric, one column per split: stays readable in 80 columns."""
     names: list[str] = []
     for values in metrics.values():
         for name in values:
             if name not in names:
                 names.append(name)
     table = Table(title=title)
-    table.add_column("split")
+    table.add_column("metric")
+    for split in metrics:
+        table.add_column(split, justify="right")
     for name in names:
-        table.add_column(name, justify="right")
-    for split, values in metrics.items():
-        table.add_row(split, *(_fmt(values.get(n)) for n in names))
+        table.add_row(name, *(_fmt(metrics[split].get(name)) for split in metrics))
     return table
 
 
