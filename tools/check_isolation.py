@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 DISTS = {"landslide": "mars-landslide", "icefrag": "mars-icefrag", "rsl": "mars-rsl",
          "icepatch": "mars-icepatch", "glacier": "mars-glacier"}
@@ -51,6 +54,18 @@ def main() -> int:
                             f"stderr {proc.stderr.strip()!r}")
         else:
             print(f"ok: mars-core run {task} resolves its configuration")
+        # One real epoch on the bundled sample: proves the package declares what it imports.
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run.json"
+            proc = subprocess.run(["mars-core", "run", task, "--set", "trainer.epochs=1", "--set",
+                                   "trainer.progress=false", "--json", str(out)],
+                                  capture_output=True, text=True, cwd=tmp)
+            if proc.returncode != 0 or not out.is_file():
+                failures.append(f"'mars-core run {task}' (1 epoch) failed: exit {proc.returncode}, "
+                                f"stderr tail {proc.stderr.strip()[-400:]!r}")
+            else:
+                result = json.loads(out.read_text())
+                print(f"ok: mars-core run {task} trained 1 epoch; model {result['model_uri']}")
 
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
