@@ -122,3 +122,48 @@ def test_augmentation_applies_same_geometry_to_both_dates() -> None:
     torch.testing.assert_close(out["image1"], out["image2"])
     assert not torch.equal(out["image1"], b["image1"])
     assert set(out["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+# -- positive_fraction: over-sampling of training tiles with change --------------------------
+def _change_fraction(ds) -> float:
+    flags = ds.tile_has_change()
+    return sum(flags) / len(flags)
+
+
+def test_positive_fraction_reweights_train_only() -> None:
+    split = {"train": ["synth_s000", "synth_s001", "synth_s002"], "val": ["synth_s003"], "test": ["synth_s004"]}
+    plain = IcefragPairs(bit_depth=12, tile=64, split=split)
+    src = IcefragPairs(bit_depth=12, tile=64, split=split, positive_fraction=0.5)
+    natural = _change_fraction(plain.dataset("train"))
+    assert 0 < natural < 0.3  # the SYNTHETIC sample is mostly background
+    train = src.dataset("train")
+    assert abs(_change_fraction(train) - 0.5) < 0.02
+    # Every original tile is still there, negatives exactly once, positives repeated.
+    assert set(train.items) == set(plain.dataset("train").items) and train.n_unique == len(plain.dataset("train"))
+    assert train.items == src.dataset("train").items  # deterministic
+    for split_name in ("val", "test"):  # never re-weighted
+        assert src.dataset(split_name).items == plain.dataset(split_name).items
+
+
+def test_positive_fraction_counts(pair_root: Path) -> None:
+    # Mask rows/cols 10..19 of a 64-px scene: 4 of 9 tiles (32 px, stride 16) hold change.
+    split = {"train": ["esp_000", "esp_001"], "test": ["esp_002"]}
+    src = IcefragPairs(str(pair_root), split=split, positive_fraction=0.75, **OK)
+    ds = src.dataset("train")
+    flags = ds.tile_has_change()
+    assert flags.count(False) == 10 and flags.count(True) == 30  # 8 positives x 3.75 -> 30 entries: 30/40
+    assert len(src.dataset("test")) == 9
+    # Already above the requested fraction: unchanged.
+    low = IcefragPairs(str(pair_root), split=split, positive_fraction=0.2, **OK).dataset("train")
+    assert len(low) == 18
+
+
+def test_positive_fraction_validation(pair_root: Path) -> None:
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="positive_fraction"):
+            IcefragPairs(str(pair_root), positive_fraction=bad, **OK)
+    for p in (pair_root / "mask").iterdir():
+        write_tif(p, np.full((64, 64), 255, np.uint8))
+    src = IcefragPairs(str(pair_root), split={"train": ["esp_000"]}, positive_fraction=0.5, **OK)
+    with pytest.raises(MarsError, match="no training tile contains change"):
+        src.dataset("train")

@@ -17,6 +17,14 @@ Design decisions and why:
 * The split is by scene (or by region with ``group_regex``): 256-px tiles with 50 % overlap
   share pixels with their neighbours, so a split by tile would leak test pixels into
   training. ``split`` may also list scene keys explicitly.
+* ``positive_fraction`` (optional) over-samples TRAINING tiles that contain change:
+  detached fragments cover well under 1 % of a scarp, so with uniform tile sampling a
+  short run sees almost only background and the optimiser settles on "no change". The
+  engine draws tiles uniformly (no sampler hook), so the train split's tile list itself
+  is re-weighted: tiles holding at least one fragment pixel are repeated, deterministically,
+  until about that fraction of the list holds change (never lower than the natural
+  fraction; negatives are all kept, so an epoch gets longer). Validation and test tiles
+  are never re-weighted: their metrics stay those of the natural distribution.
 """
 
 from __future__ import annotations
@@ -114,16 +122,70 @@ def tile_origins(length: int, tile: int, stride: int) -> list[int]:
     return starts
 
 
-class PairTiles(Dataset):
-    """Tiles of a list of scenes, read window by window (scenes can be larger than memory)."""
+def oversample_positive(items: Sequence[Any], positive: Sequence[bool], fraction: float) -> list[Any]:
+    """``items`` with the positive ones repeated so that about ``fraction`` of the list is positive.
 
-    def __init__(self, source: IcefragPairs, scenes: Sequence[Scene]) -> None:
+    Deterministic: every positive appears ``k`` or ``k + 1`` times, the extra copies going to
+    positives spread evenly over the list (no random state). Negatives are kept once each.
+    If the natural positive fraction is already >= ``fraction`` (or there is no negative),
+    ``items`` is returned unchanged.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError("positive_fraction must be in (0, 1)")
+    if len(items) != len(positive):
+        raise ValueError("items and positive differ in length")
+    pos = [i for i, p in enumerate(positive) if p]
+    n_pos, n_neg = len(pos), len(items) - len(pos)
+    if n_pos == 0:
+        raise MarsError("positive_fraction is set but no training tile contains change (mask all background); "
+                        "check label_map and the masks, or drop positive_fraction")
+    target = int(round(fraction * n_neg / (1 - fraction)))  # positive entries wanted next to n_neg negatives
+    if target <= n_pos:
+        return list(items)
+    reps, extra = divmod(target, n_pos)
+    counts = dict.fromkeys(pos, reps)
+    for j in range(extra):  # evenly spread extra copies
+        counts[pos[(j * n_pos) // extra]] += 1
+    out: list[Any] = []
+    for i, item in enumerate(items):
+        out.extend([item] * counts.get(i, 1))
+    return out
+
+
+class PairTiles(Dataset):
+    """Tiles of a list of scenes, read window by window (scenes can be larger than memory).
+
+    ``positive_fraction`` re-weights the tile list (training only, see the module docstring).
+    """
+
+    def __init__(self, source: IcefragPairs, scenes: Sequence[Scene], positive_fraction: float | None = None) -> None:
         self.source = source
         self.scenes = list(scenes)
         stride = max(1, int(round(source.tile * (1 - source.overlap))))
         self.items = [(si, y, x) for si, s in enumerate(self.scenes)
                       for y in tile_origins(s.height, source.tile, stride)
                       for x in tile_origins(s.width, source.tile, stride)]
+        self.n_unique = len(self.items)
+        if positive_fraction is not None:
+            self.items = oversample_positive(self.items, self.tile_has_change(), positive_fraction)
+
+    def tile_has_change(self) -> list[bool]:
+        """For each tile of ``items``: does its mask hold a fragment pixel? One strip read per tile row."""
+        tile = self.source.tile
+        by_row: dict[tuple[int, int], list[int]] = {}
+        for si, y, x in self.items:
+            by_row.setdefault((si, y), []).append(x)
+        flags: dict[tuple[int, int, int], bool] = {}
+        for (si, y), xs in by_row.items():
+            s = self.scenes[si]
+            if s.mask is None:
+                flags.update({(si, y, x): False for x in xs})
+                continue
+            with rasterio.open(s.mask) as ds:
+                strip = self.source.map_labels(ds.read(1, window=Window(0, y, s.width, tile)), s.mask) > 0
+            cols = strip.any(axis=0)
+            flags.update({(si, y, x): bool(cols[x : x + tile].any()) for x in xs})
+        return [flags[it] for it in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -154,13 +216,17 @@ class IcefragPairs:
                  split: dict[str, list[str]] | Sequence[float] = (0.8, 0.1, 0.1), group_regex: str | None = None,
                  key_regex: str | None = None, split_seed: int = 0, augment: Sequence[str] | None = None,
                  augment_params: dict[str, Any] | None = None, grid_tolerance: float = 0.01,
-                 band: str = "hirise_red", min_component_px: int = 5) -> None:
+                 band: str = "hirise_red", min_component_px: int = 5,
+                 positive_fraction: float | None = None) -> None:
         if not 1 <= bit_depth <= 16:
             raise ValueError("bit_depth must be between 1 and 16")
         if not 0 <= overlap < 1:
             raise ValueError("overlap must be in [0, 1)")
         if tile % 32:
             raise ValueError("tile must be a multiple of 32 (the ResNet-50 encoder downsamples 32x)")
+        if positive_fraction is not None and not 0 < float(positive_fraction) < 1:
+            raise ValueError("positive_fraction must be null or in (0, 1), e.g. 0.5")
+        self.positive_fraction = None if positive_fraction is None else float(positive_fraction)
         self.root = Path(root) if root else sample_root()
         self.synthetic_sample = root is None
         self.label_map = {int(k): int(v) for k, v in (label_map or {0: 0, 1: 1}).items()}
@@ -259,7 +325,8 @@ class IcefragPairs:
     def dataset(self, split: str) -> Dataset:
         if split not in self.splits():
             raise MarsError(f"split '{split}' is empty or unknown; available: {', '.join(self.splits())}")
-        return PairTiles(self, self.assignment[split])
+        # Only the training split is re-weighted; val/test keep the natural distribution.
+        return PairTiles(self, self.assignment[split], self.positive_fraction if split == "train" else None)
 
     def input_contract(self) -> InputContract:
         return InputContract(kind=TaskKind.CHANGE_DETECTION, bands=[self.band], n_inputs=2,
