@@ -1,0 +1,1 @@
+"""Models of the landslide task: MarsLS-Net and segmentation-models-pytorch baselines."""

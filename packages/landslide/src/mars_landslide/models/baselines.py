@@ -1,0 +1,87 @@
+"""Baselines through segmentation-models-pytorch, registered as models of the landslide task.
+
+All take ``in_channels`` (7 by default; smp patches the first convolution, see its
+``patch_first_conv``), return one logit channel, and default to ``encoder_weights=None``:
+nothing is ever downloaded unless a user asks for ImageNet weights explicitly (which then
+only make sense for the first three, colour, channels anyway).
+
+Default encoders are chosen for CPU-affordable training on 128x128 patches while keeping the
+architecture each name stands for:
+
+- ``unet``: classic U-Net shape with a plain (non-residual) VGG-style encoder, ``vgg11_bn``.
+- ``resunet``: U-Net with a residual (ResNet-34) encoder, i.e. ResU-Net.
+- ``unetplusplus``, ``deeplabv3plus``, ``pspnet``: ResNet-18 encoder.
+- ``segformer``: SegFormer with its own Mix Transformer encoder ``mit_b0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+DEFAULT_ENCODERS: dict[str, str] = {
+    "unet": "vgg11_bn",
+    "resunet": "resnet34",
+    "unetplusplus": "resnet18",
+    "deeplabv3plus": "resnet18",
+    "pspnet": "resnet18",
+    "segformer": "mit_b0",
+}
+_ARCH: dict[str, str] = {
+    "unet": "Unet",
+    "resunet": "Unet",
+    "unetplusplus": "UnetPlusPlus",
+    "deeplabv3plus": "DeepLabV3Plus",
+    "pspnet": "PSPNet",
+    "segformer": "Segformer",
+}
+DESCRIPTIONS: dict[str, str] = {
+    "unet": "U-Net (smp, plain VGG11-BN encoder)",
+    "resunet": "ResU-Net (smp U-Net, ResNet-34 encoder)",
+    "unetplusplus": "U-Net++ (smp, ResNet-18 encoder)",
+    "deeplabv3plus": "DeepLabV3+ (smp, ResNet-18 encoder)",
+    "pspnet": "PSPNet (smp, ResNet-18 encoder)",
+    "segformer": "SegFormer (smp, MiT-B0 encoder)",
+}
+
+
+class _Logits(nn.Module):
+    """Wraps an smp model so ``forward(image)`` is the whole interface."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image):  # type: ignore[no-untyped-def]
+        return self.net(image)
+
+
+def make_factory(name: str) -> Callable[..., nn.Module]:
+    """A factory with explicit keyword parameters, so the core can check config keys."""
+
+    def factory(
+        in_channels: int = 7,
+        encoder_name: str | None = None,
+        encoder_weights: str | None = None,
+        encoder_depth: int | None = None,
+    ) -> nn.Module:
+        import segmentation_models_pytorch as smp
+
+        kwargs: dict[str, Any] = {
+            "encoder_name": encoder_name or DEFAULT_ENCODERS[name],
+            "encoder_weights": encoder_weights,
+            "in_channels": in_channels,
+            "classes": 1,
+        }
+        if encoder_depth is not None:
+            kwargs["encoder_depth"] = encoder_depth
+        return _Logits(getattr(smp, _ARCH[name])(**kwargs))
+
+    factory.__name__ = name
+    factory.__doc__ = f"{DESCRIPTIONS[name]}; encoder_weights=None by default (no download)."
+    return factory
+
+
+BASELINES: dict[str, Callable[..., nn.Module]] = {n: make_factory(n) for n in _ARCH}

@@ -1,0 +1,159 @@
+"""The mmls data source: real layout, stray files, bad input, channel selection, sample."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mars_core.data import DataSource
+from mars_core.errors import MarsError
+from mars_landslide.mmls import TRAIN_MEAN, TRAIN_STD, MMLSSource, find_pairs, resolve_channels
+
+
+def write_image(path: Path, arr: np.ndarray) -> None:
+    import tifffile
+
+    tifffile.imwrite(path, arr)
+
+
+def test_real_validation_partition(mmls_root: Path) -> None:
+    src = MMLSSource(str(mmls_root))
+    assert isinstance(src, DataSource)
+    assert {"train", "val"} <= set(src.splits())
+    ds = src.dataset("val")
+    assert len(ds) == 31
+    s = ds[0]
+    assert s["image"].shape == (7, 128, 128) and s["image"].dtype == torch.float32
+    assert s["mask"].shape == (1, 128, 128)
+    assert set(torch.unique(s["mask"]).tolist()) <= {0.0, 1.0}
+    frac = ds.masks.mean().item()
+    assert 0.3 < frac < 0.5  # README: about 0.40 on validation
+
+
+def test_real_train_skips_stray_files_with_warning(mmls_root: Path) -> None:
+    with pytest.warns(UserWarning, match=r"images/test.*masks/test"):
+        pairs = find_pairs(mmls_root / "train_partition")
+    assert len(pairs) == 275
+    assert all(p.name.startswith("Image_") for p, _ in pairs)
+
+
+def test_stray_file_in_tmp_layout(tiny_root: Path) -> None:
+    (tiny_root / "train_partition" / "images" / "test").write_bytes(b"\n")
+    with pytest.warns(UserWarning, match="non-TIFF.*images/test"):
+        ds = MMLSSource(str(tiny_root)).dataset("train")
+    assert len(ds) == 2
+
+
+def test_test_partition_is_accepted(tiny_root: Path) -> None:
+    import shutil
+
+    shutil.copytree(tiny_root / "validation_partition", tiny_root / "test_partition")
+    src = MMLSSource(str(tiny_root))
+    assert src.splits() == ["train", "val", "test"]
+    assert len(src.dataset("test")) == 1
+
+
+def _expect(tiny_root: Path, match: str) -> None:
+    with pytest.raises(MarsError, match=match):
+        MMLSSource(str(tiny_root)).dataset("train")
+
+
+def test_wrong_channel_count(tiny_root: Path) -> None:
+    bad = tiny_root / "train_partition" / "images" / "Image_patch_0_0.tif"
+    write_image(bad, np.zeros((128, 128, 5), np.float32))
+    _expect(tiny_root, r"Image_patch_0_0\.tif.*5 channel")
+
+
+def test_nan_patch(tiny_root: Path) -> None:
+    arr = np.zeros((128, 128, 7), np.float32)
+    arr[3, 4, 2] = np.nan
+    write_image(tiny_root / "train_partition" / "images" / "Image_patch_0_1.tif", arr)
+    _expect(tiny_root, r"Image_patch_0_1\.tif.*NaN")
+
+
+def test_mask_values(tiny_root: Path) -> None:
+    write_image(tiny_root / "train_partition" / "masks" / "Mask_patch_0_0.tif", np.full((128, 128), 2, np.float32))
+    _expect(tiny_root, r"Mask_patch_0_0\.tif.*0 or 1.*2")
+
+
+def test_wrong_shape(tiny_root: Path) -> None:
+    write_image(tiny_root / "train_partition" / "images" / "Image_patch_0_0.tif", np.zeros((64, 64, 7), np.float32))
+    _expect(tiny_root, r"Image_patch_0_0\.tif.*shape")
+
+
+def test_empty_directory(tmp_path: Path) -> None:
+    with pytest.raises(MarsError, match="no MMLS partitions"):
+        MMLSSource(str(tmp_path))
+    (tmp_path / "train_partition" / "images").mkdir(parents=True)
+    (tmp_path / "train_partition" / "masks").mkdir(parents=True)
+    with pytest.raises(MarsError, match=r"train_partition/images.*no MMLS image"):
+        MMLSSource(str(tmp_path)).dataset("train")
+
+
+def test_missing_mask(tiny_root: Path) -> None:
+    (tiny_root / "train_partition" / "masks" / "Mask_patch_0_1.tif").unlink()
+    _expect(tiny_root, r"Image_patch_0_1\.tif.*no matching mask")
+
+
+def test_not_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(MarsError, match="not a directory"):
+        MMLSSource(str(tmp_path / "nope"))
+
+
+def test_channel_selection_and_contract(tiny_root: Path) -> None:
+    assert resolve_channels("all") == list(range(7))
+    assert resolve_channels(["rgb", "dem"]) == [0, 1, 2, 3]
+    assert resolve_channels("slope,thermal_inertia") == [5, 4]
+    assert resolve_channels([6, "3"]) == [6, 3]
+    for bad in (["rgb", "red"], ["nir"], [9], []):
+        with pytest.raises(MarsError, match="data.channels"):
+            resolve_channels(bad)
+    src = MMLSSource(str(tiny_root), channels=["dem", "gray"])
+    c = src.input_contract()
+    assert c.bands == ["dem", "gray"] and c.tile_size == 128
+    assert c.normalisation.mean == [TRAIN_MEAN[3], TRAIN_MEAN[6]]
+    s = src.dataset("train")[0]
+    assert s["image"].shape == (2, 128, 128)
+    import tifffile
+
+    raw = tifffile.imread(tiny_root / "train_partition" / "images" / "Image_patch_0_0.tif")
+    expect = (raw[..., 3] - TRAIN_MEAN[3]) / TRAIN_STD[3]
+    assert np.allclose(s["image"][0].numpy(), expect, atol=1e-5)
+
+
+def test_bundled_sample() -> None:
+    src = MMLSSource(None)
+    assert src.splits() == ["train", "val"]
+    tr, va = src.dataset("train"), src.dataset("val")
+    assert len(tr) == 18 and len(va) == 8
+    assert tr[0]["image"].shape == (7, 128, 128)
+    assert set(torch.unique(tr.masks).tolist()) == {0.0, 1.0}
+    assert abs(tr.images.mean().item()) < 0.5
+    with pytest.raises(MarsError, match="split 'test' not available"):
+        src.dataset("test")
+    path = Path(__file__).parents[1] / "src" / "mars_landslide" / "data"
+    assert (path / "mmls_sample.npz").stat().st_size < 1.5e6
+    notice = (path / "NOTICE.md").read_text()
+    assert "MIT" in notice and "964f1ef4183d1fd9cd4c87080f4063cd576832b3" in notice
+
+
+def test_preview_panels() -> None:
+    src = MMLSSource(None)
+    s = dict(src.dataset("val")[0])
+    s["probs"] = torch.rand(1, 128, 128)
+    titles = [t for t, _ in src.preview(s)]
+    assert titles == ["RGB", "DEM", "truth", "prediction"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        panels = dict(src.preview(s))
+    assert panels["RGB"].shape == (128, 128, 3)
+
+
+def test_train_crop_param() -> None:
+    assert MMLSSource(None, train_crop=64).train_augmentation().crop == 64
+    with pytest.raises(MarsError, match="train_crop"):
+        MMLSSource(None, train_crop=512)
