@@ -108,6 +108,50 @@ def test_lr_schedules(toy, tmp_path, sched, expected):
     assert summary.metrics == {} and summary.samples is None
 
 
+def test_onecycle_curve_endpoints_and_peak():
+    from mars_core.config import SchedulerConfig
+    from mars_core.engine.schedules import onecycle_factor
+
+    sched = SchedulerConfig(name="onecycle", pct_start=0.25, div_factor=10, final_div_factor=100)
+    assert onecycle_factor(0.0, sched) == pytest.approx(0.1)
+    assert onecycle_factor(0.25, sched) == pytest.approx(1.0)
+    assert onecycle_factor(1.0, sched) == pytest.approx(0.1 / 100)
+    ups = [onecycle_factor(t / 100, sched) for t in range(0, 26)]
+    downs = [onecycle_factor(t / 100, sched) for t in range(25, 101)]
+    assert ups == sorted(ups) and downs == sorted(downs, reverse=True)
+
+
+def test_onecycle_is_stepped_per_batch(toy, tmp_path, monkeypatch):
+    """4 samples, batch 2 -> 2 steps per epoch; the rate changes inside each epoch."""
+    from mars_core.config import SchedulerConfig
+    from mars_core.engine.schedules import onecycle_factor
+
+    seen: list[float] = []
+    original = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    summary = train(toy_cfg(
+        tmp_path, "trainer.epochs=3", f"trainer.lr={LR}", "trainer.batch_size=2", "trainer.monitor=train/loss",
+        "trainer.mode=min", "trainer.eval_splits=[]", "data.n_train=4", "data.n_val=0", "data.n_test=0",
+        "data.size=8", "tracking.sample_predictions=0", "trainer.scheduler.name=onecycle",
+        "trainer.scheduler.pct_start=0.5"))
+    sched = SchedulerConfig(name="onecycle", pct_start=0.5)
+    # logged at the start of epoch e: progress (e-1)/3
+    expected = [LR * onecycle_factor(e / 3, sched) for e in range(3)]
+    assert [h["lr"] for h in summary.history] == pytest.approx(expected, rel=1e-6)
+    per_step = [LR * onecycle_factor((e + k / 2) / 3, sched) for e in range(3) for k in range(2)]
+    assert seen == pytest.approx(per_step, rel=1e-6)
+
+
+def test_onecycle_refuses_a_second_warmup(toy, tmp_path):
+    with pytest.raises(MarsError, match="onecycle warms up by itself"):
+        toy_cfg(tmp_path, "trainer.scheduler.name=onecycle", "trainer.scheduler.warmup_epochs=2")
+
+
 def test_unknown_monitor_names_the_available_keys(toy, tmp_path):
     with pytest.raises(MarsError) as err:
         train(toy_cfg(tmp_path, "trainer.epochs=1", "trainer.monitor=val/nope", "data.n_train=8",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mars_core.errors import MarsError
 
@@ -37,11 +37,25 @@ class DataConfig(Component):
 
 
 class SchedulerConfig(_Strict):
-    name: Literal["none", "step", "exponential", "cosine"] = "none"
+    """Learning-rate schedule. ``onecycle`` is the only one updated every optimiser step
+    (Smith & Topin's one-cycle: cosine up from ``lr/div_factor`` to ``lr`` over
+    ``pct_start`` of training, then cosine down to ``lr/(div_factor*final_div_factor)``);
+    the others change once per epoch."""
+
+    name: Literal["none", "step", "exponential", "cosine", "onecycle"] = "none"
     step_size: int = Field(default=10, gt=0)
     gamma: float = Field(default=0.5, gt=0)
     min_lr: float = Field(default=0.0, ge=0)
     warmup_epochs: int = Field(default=0, ge=0)
+    pct_start: float = Field(default=0.3, gt=0, lt=1)
+    div_factor: float = Field(default=25.0, ge=1)
+    final_div_factor: float = Field(default=1e4, ge=1)
+
+    @model_validator(mode="after")
+    def _onecycle_has_its_own_warmup(self) -> SchedulerConfig:
+        if self.name == "onecycle" and self.warmup_epochs:
+            raise ValueError("onecycle warms up by itself over pct_start; set warmup_epochs to 0")
+        return self
 
 
 class EarlyStoppingConfig(_Strict):

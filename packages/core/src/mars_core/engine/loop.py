@@ -45,7 +45,7 @@ from .evaluation import (
 )
 from .progress import Progress
 from .reproducibility import capture_rng, determinism, restore_rng, seed_everything
-from .schedules import build_optimizer, build_scheduler, sync_lr
+from .schedules import build_optimizer, build_scheduler, set_step_lr, sync_lr
 
 log = logging.getLogger("mars_core.engine")
 
@@ -249,6 +249,7 @@ class _Run:
             b = prepare_batch(batch, self.kind, self.device, self.channels_last)
             if self.augment is not None:
                 b = self.augment(b)
+            set_step_lr(self.scheduler, self.t.scheduler, self.t.epochs, self.t.lr, epoch - 1, step, steps)
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.device, self.amp):
                 logits = forward(self.kind, self.train_model, b)

@@ -31,8 +31,24 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], trainer: TrainerConfig
                            weight_decay=trainer.weight_decay)
 
 
-def lr_factor(epoch: int, sched: SchedulerConfig, epochs: int, base_lr: float) -> float:
-    """Multiplier of the base learning rate for 0-based ``epoch``."""
+def _cos_between(start: float, end: float, p: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * p)) / 2
+
+
+def onecycle_factor(progress: float, sched: SchedulerConfig) -> float:
+    """One-cycle multiplier at ``progress`` in [0, 1] of the whole training run."""
+    t = min(max(progress, 0.0), 1.0)
+    start = 1.0 / sched.div_factor
+    if t < sched.pct_start:
+        return _cos_between(start, 1.0, t / sched.pct_start)
+    return _cos_between(1.0, start / sched.final_div_factor, (t - sched.pct_start) / (1 - sched.pct_start))
+
+
+def lr_factor(epoch: float, sched: SchedulerConfig, epochs: int, base_lr: float) -> float:
+    """Multiplier of the base learning rate for 0-based ``epoch`` (fractional for
+    ``onecycle``, whose rate is a function of the exact position in training)."""
+    if sched.name == "onecycle":
+        return onecycle_factor(epoch / max(1, epochs), sched)
     w = sched.warmup_epochs
     if epoch < w:
         return (epoch + 1) / (w + 1)
@@ -55,6 +71,17 @@ def build_scheduler(optimizer: torch.optim.Optimizer, trainer: TrainerConfig) ->
         return lr_factor(epoch, sched, epochs, base)
 
     return LambdaLR(optimizer, factor)
+
+
+def set_step_lr(scheduler: LambdaLR, sched: SchedulerConfig, epochs: int, base_lr: float,
+                epoch0: int, step: int, steps: int) -> None:
+    """Per-step schedules set the rate before each optimiser step from the closed form, so
+    a resumed run follows the same curve; per-epoch schedules are left to ``step()``."""
+    if sched.name != "onecycle":
+        return
+    factor = lr_factor(epoch0 + step / max(1, steps), sched, epochs, base_lr)
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * factor
 
 
 def sync_lr(scheduler: LambdaLR) -> None:
