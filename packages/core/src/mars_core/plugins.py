@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,9 +102,18 @@ def load_plugins() -> pluggy.PluginManager:
         pm.register(module, name=ep.name)
         dist = getattr(ep, "dist", None)
         if dist is not None:
-            pm._plugin_distinfo.append((module, pluggy._manager.DistFacade(dist)))  # type: ignore[attr-defined]
+            _owners(pm)[ep.name] = Owner(ep.name, dist.metadata["Name"], dist.version)
     _check_pending(pm)
     return pm
+
+
+# Which distribution provided each entry-point plugin, per manager. Kept here rather than in
+# pluggy's private bookkeeping so a pluggy upgrade cannot break provenance.
+_OWNERS: weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, Owner]] = weakref.WeakKeyDictionary()
+
+
+def _owners(pm: pluggy.PluginManager) -> dict[str, Owner]:
+    return _OWNERS.setdefault(pm, {})
 
 
 def _check_pending(pm: pluggy.PluginManager) -> None:
@@ -115,9 +125,8 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
 
 def owner_of(pm: pluggy.PluginManager, plugin: object) -> Owner:
     name = pm.get_name(plugin) or repr(plugin)
-    for plug, dist in pm.list_plugin_distinfo():
-        if plug is plugin:
-            return Owner(name, dist.project_name, dist.version)
+    if name in _owners(pm):
+        return _owners(pm)[name]
     if name == BUILTIN:
         from mars_core import __version__
 
