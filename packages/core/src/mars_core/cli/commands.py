@@ -194,16 +194,23 @@ def models(task: str | None = typer.Argument(None, help="Only this task's regist
     if not rows:
         console.print(f"no registered models{f' for task {task}' if task else ''} in {_tracking_uri()}")
         return
-    table = Table(title=f"registered models ({_tracking_uri()})")
-    for col in ("model", "version", "aliases", "monitored", "created", "run", "key metrics"):
+    table = Table(title=f"registered models ({_tracking_uri()})", caption="* monitored metric")
+    for col in ("model", "v", "aliases", "created", "metrics"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        m = row.get("metrics") or {}
-        monitored = f"{row.get('monitor') or '-'}={_fmt(row.get('monitor_value'))}"
-        table.add_row(row.get("name") or "-", str(row.get("version")), _fmt(row.get("aliases")), monitored,
-                      str(row.get("created") or "-")[:19], str(row.get("run_id") or "-")[:8],
-                      ", ".join(f"{n}={_fmt(v)}" for n, v in sorted(m.items())))
+        monitored = f"*{row.get('monitor')}={_fmt(row.get('monitor_value'))}" if row.get("monitor") else ""
+        created = str(row.get("created") or "-")[:16].replace("T", " ")
+        table.add_row(row.get("name") or "-", str(row.get("version")), _fmt(row.get("aliases")), created,
+                      "\n".join(x for x in (monitored, _key_metrics({k: v for k, v in (row.get("metrics") or {}).items()
+                                                     if k != row.get("monitor")})) if x))
     console.print(table)
+
+
+def _key_metrics(metrics: dict[str, Any], limit: int = 3) -> str:
+    """A few headline figures, test split first: the full set is in MLflow."""
+    preferred = [f"{split}/{name}" for split in ("test", "val") for name in ("miou", "f1", "iou", "loss")]
+    keys = [k for k in preferred if k in metrics][:limit] or sorted(metrics)[:limit]
+    return "\n".join(f"{k}={_fmt(metrics[k])}" for k in keys)
 
 
 def _fmt(value: Any) -> str:
