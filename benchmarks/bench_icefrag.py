@@ -14,6 +14,9 @@
 4. Times whole-scene streaming inference of the proposed model on a SYNTHETIC pair through
    ``mars_core.raster.predict_scene`` on CPU and extrapolates per megapixel to a
    20,000 x 40,000 px HiRISE pair (an extrapolation, not a measurement).
+
+``--models`` takes registered names, each optionally followed by model parameters:
+``siamese-resnet50-aam:attention_gain=one`` trains the literal-softmax variant.
 Writes ``bench_icefrag.md`` and ``bench_icefrag.csv`` in ``--out-dir``.
 """
 
@@ -28,7 +31,7 @@ from pathlib import Path
 import torch
 
 PAPER = {"f1": 0.732, "balanced_accuracy": 0.85, "event_tpr": 0.842, "event_fdr": 0.169}
-DEFAULT_MODELS = "siamese-resnet50-aam,siamese-resnet50,fc-ef,fc-siam-conc,fc-siam-diff"
+DEFAULT_MODELS = "siamese-resnet50-aam,siamese-resnet50,fc-ef,fc-siam-conc,fc-siam-diff,bit"
 
 
 def main() -> None:
@@ -70,12 +73,14 @@ def main() -> None:
     for r in rows:
         print(r, flush=True)
     trained = {}
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        overrides = [f"model={{name: {name}}}", *data_overrides,
+    for label in [m.strip() for m in args.models.split(",") if m.strip()]:
+        name, params = parse_model(label)
+        model_yaml = ", ".join([f"name: {name}", *(f"{k}: {v}" for k, v in params.items())])
+        overrides = [f"model={{{model_yaml}}}", *data_overrides,
                      f"trainer.epochs={args.epochs}", f"trainer.max_steps_per_epoch={args.steps}",
                      f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}", "trainer.device=cpu",
                      "trainer.progress=false", "tracking.enabled=false",
-                     f"trainer.checkpoint_dir={out / 'checkpoints' / name}"]
+                     f"trainer.checkpoint_dir={out / 'checkpoints' / label.replace(':', '_')}"]
         cfg = load_task_config(spec.default_config, overrides=overrides)
         t0 = time.perf_counter()
         summary = train(cfg, tracker=None)
@@ -86,13 +91,13 @@ def main() -> None:
             exact = [v for k, v in test.items() if k.split("/")[-1] == key]
             return float(exact[0]) if exact else float("nan")
 
-        row = {"model": name, "f1": pick("f1"), "balanced_accuracy": pick("balanced_accuracy"),
+        row = {"model": label, "f1": pick("f1"), "balanced_accuracy": pick("balanced_accuracy"),
                "event_tpr": pick("event_tpr"), "event_fdr": pick("event_fdr"), "train_s": seconds,
                "best_epoch": summary.best_epoch,
                "params": sum(p.numel() for p in summary.model.parameters()),
-               "s_per_step": step_seconds(name, args.batch_size, args.tile, args.lr)}
+               "s_per_step": step_seconds(summary.model, args.batch_size, args.tile, args.lr)}
         rows.append(row)
-        trained[name] = summary
+        trained[label] = summary
         print(row, flush=True)
 
     timing = None
@@ -115,15 +120,27 @@ def main() -> None:
     write_reports(out, args, rows, timing)
 
 
-def step_seconds(name: str, batch_size: int, tile: int, lr: float, repeats: int = 3) -> float:
-    """Median time of one training step (forward, loss, backward, Adam) of a fresh model."""
+def parse_model(label: str) -> tuple[str, dict[str, str]]:
+    """``name:key=value:key=value`` -> (name, params); values are YAML scalars."""
+    name, *pairs = label.split(":")
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"bad model parameter {pair!r} in {label!r}: expected key=value")
+        params[key] = value
+    return name, params
+
+
+def step_seconds(trained: torch.nn.Module, batch_size: int, tile: int, lr: float, repeats: int = 3) -> float:
+    """Median time of one training step (forward, loss, backward, Adam) of a copy of the model."""
+    import copy
     import statistics
 
-    from mars_core.plugins import get_registries
     from mars_icefrag.losses import icefrag_loss
 
     torch.manual_seed(0)
-    model = get_registries().models.get(name)().train()
+    model = copy.deepcopy(trained).train()
     opt = torch.optim.Adam(model.parameters(), lr)
     loss_fn = icefrag_loss()
     a, b = torch.rand(batch_size, 1, tile, tile), torch.rand(batch_size, 1, tile, tile)

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from mars_core import plugins
-from mars_icefrag.models import AugmentedAttention, SiameseResNet50
+from mars_icefrag.models import BIT, AugmentedAttention, SiameseResNet50
 
-MODELS = ["siamese-resnet50-aam", "siamese-resnet50", "fc-ef", "fc-siam-conc", "fc-siam-diff"]
+MODELS = ["siamese-resnet50-aam", "siamese-resnet50", "fc-ef", "fc-siam-conc", "fc-siam-diff", "bit"]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -45,6 +45,31 @@ def test_proposed_model_is_a_resnet50_siamese() -> None:
     assert [f.shape[1] for f in feats] == [64, 256, 512, 1024]
 
 
+def test_bit_matches_the_papers_size_and_layout() -> None:
+    model = BIT()
+    n = sum(p.numel() for p in model.parameters())
+    # Chen et al. 2021, Table (ResNet18 S4 BIT): 3.55 M parameters.
+    assert abs(n / 3.55e6 - 1) < 0.05, n
+    assert len(model.encoder) == 1 and len(model.decoder) == 8
+    f = model.features(torch.randn(1, 1, 64, 64))
+    assert f.shape == (1, 32, 16, 16)  # stride 4, 32 channels
+    # Each token is a convex combination of pixel features (softmax over pixels).
+    t = model.tokenize(f)
+    assert t.shape == (1, 4, 32)
+    assert bool((t <= f.amax((2, 3))[:, None] + 1e-5).all() and (t >= f.amin((2, 3))[:, None] - 1e-5).all())
+
+
+def test_bit_sees_both_dates_and_refuses_bad_sizes() -> None:
+    model = BIT().eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        same = model(x, x)
+        other = model(x, torch.randn(1, 1, 64, 64))
+    assert not torch.allclose(same, other)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.randn(1, 1, 60, 60), torch.randn(1, 1, 60, 60))
+
+
 def _set_identity_h1(h1, scale: float = 1.0) -> None:
     """conv = identity*scale, BN in eval with mean 0, var 1, weight 1, bias 0 (eps 0)."""
     c = h1.conv.weight.shape[0]
@@ -57,8 +82,9 @@ def _set_identity_h1(h1, scale: float = 1.0) -> None:
     h1.bn.eps = 0.0
 
 
-def test_aam_matches_formula_on_hand_set_example() -> None:
-    aam = AugmentedAttention(2, 2).eval()
+@pytest.mark.parametrize(("gain", "scale"), [("one", 1.0), ("channels", 2.0)])
+def test_aam_matches_formula_on_hand_set_example(gain: str, scale: float) -> None:
+    aam = AugmentedAttention(2, 2, gain=gain).eval()
     _set_identity_h1(aam.h1_f)
     _set_identity_h1(aam.h1_g)
     _set_identity_h1(aam.h1_d, scale=2.0)
@@ -68,8 +94,9 @@ def test_aam_matches_formula_on_hand_set_example() -> None:
     f = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]], [[0.0, 2.0], [2.0, 0.0]]]])  # G(f) = (4, 1)
     d = torch.tensor([[[[1.0, -1.0], [0.0, 4.0]], [[2.0, 2.0], [2.0, 2.0]]]])  # G(d) = (1, 2)
     # By hand: H1(G(f)) + H1(G(d)) = relu(4,1) + relu(1,2) = (5, 3); H2 -> (5, 9);
-    # softmax -> (e^5, e^9)/(e^5+e^9); H1(d) = relu(2 d) = [[2,0],[0,8]], [[4,4],[4,4]].
-    s = torch.tensor([5.0, 9.0]).softmax(0)
+    # softmax -> (e^5, e^9)/(e^5+e^9), times the gain (1, or C = 2 channels);
+    # H1(d) = relu(2 d) = [[2,0],[0,8]], [[4,4],[4,4]].
+    s = torch.tensor([5.0, 9.0]).softmax(0) * scale
     h1d = torch.stack([torch.tensor([[2.0, 0.0], [0.0, 8.0]]), torch.full((2, 2), 4.0)])
     expected = f[0] + h1d * s.view(2, 1, 1)
     out = aam(f, d)
@@ -77,8 +104,13 @@ def test_aam_matches_formula_on_hand_set_example() -> None:
     torch.testing.assert_close(aam.attention(f, d).flatten(), s)
     # Also the generic formula with F ops, to tie the module to its docstring.
     v = torch.softmax(aam.h2(F.relu(aam.h1_f.conv(f.mean((2, 3), keepdim=True)))
-                             + F.relu(aam.h1_g.conv(d.mean((2, 3), keepdim=True)))), dim=1)
+                             + F.relu(aam.h1_g.conv(d.mean((2, 3), keepdim=True)))), dim=1) * scale
     torch.testing.assert_close(out, f + F.relu(aam.h1_d.conv(d)) * v)
+
+
+def test_aam_gain_is_validated() -> None:
+    with pytest.raises(ValueError, match="gain must be one of"):
+        AugmentedAttention(2, 2, gain="unit")
 
 
 def test_aam_trains_with_batch_of_one() -> None:

@@ -78,7 +78,7 @@ def test_associate_bad_input_is_a_clean_error(tmp_path: Path) -> None:
 def test_plugin_registers_everything_and_config_resolves() -> None:
     plugins.reset()
     reg = plugins.get_registries()
-    for name in ["siamese-resnet50-aam", "siamese-resnet50", "fc-ef", "fc-siam-conc", "fc-siam-diff"]:
+    for name in ["siamese-resnet50-aam", "siamese-resnet50", "fc-ef", "fc-siam-conc", "fc-siam-diff", "bit"]:
         assert name in reg.models
     assert "icefrag-pairs" in reg.datasources and "event" in reg.metrics
     assert {"icefrag-loss", "weighted-bce"} <= set(reg.losses.names())

@@ -28,6 +28,7 @@ def register_models(register) -> None:  # type: ignore[no-untyped-def]
     register("fc-ef", m.fc_ef, description="FC-EF early fusion (Daudt et al. 2018)")
     register("fc-siam-conc", m.fc_siam_conc, description="FC-Siam-conc (Daudt et al. 2018)")
     register("fc-siam-diff", m.fc_siam_diff, description="FC-Siam-diff (Daudt et al. 2018)")
+    register("bit", m.bit, description="BIT bitemporal image transformer, ResNet-18 S4 (Chen et al. 2021)")
 
 
 @hookimpl

@@ -12,6 +12,16 @@ the three places; they act on tensors of different roles (a pooled T1 vector, a 
 difference vector, a difference map), so each gets its own weights here. The softmax makes
 V_A a distribution over channels: it decides *which* difference channels are added to the
 T1 stream, while ``H1_d`` decides how strongly.
+
+Gain of the softmax (``gain``). A softmax over C channels averages 1/C: with C = 1024 at
+the deepest fusion, each difference channel enters the T1 stream at about a thousandth of
+its size when training starts, and the network behaves like a T1-only decoder until the
+softmax sharpens. In our SYNTHETIC benchmark the literal module was barely above a trivial
+predictor after 200 steps while the same network without attention had learnt (F1 0.010 vs
+0.118). The paper does not say how V_A is scaled, so by default (``gain="channels"``) we
+multiply it by C: the relative weighting of channels, which is what the softmax selects, is
+unchanged, and the term has unit mean gain like the ablation's plain addition.
+``gain="one"`` is the literal formula.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+GAINS = ("channels", "one")
 
 
 class ConvBNReLU(nn.Module):
@@ -49,18 +61,21 @@ class ConvBNReLU(nn.Module):
 class AugmentedAttention(nn.Module):
     """Fuse the T1 decoder stream ``f`` [B,Cf,H,W] with difference features ``d`` [B,Cd,H,W]."""
 
-    def __init__(self, c_f: int, c_d: int) -> None:
+    def __init__(self, c_f: int, c_d: int, gain: str = "channels") -> None:
         super().__init__()
+        if gain not in GAINS:
+            raise ValueError(f"gain must be one of {sorted(GAINS)}, got {gain!r}")
+        self.scale = float(c_f) if gain == "channels" else 1.0
         self.h1_f = ConvBNReLU(c_f, c_f)  # H1 on G(f_T1)
         self.h1_g = ConvBNReLU(c_d, c_f)  # H1 on G(d)
         self.h1_d = ConvBNReLU(c_d, c_f)  # H1 on d (spatial)
         self.h2 = nn.Conv2d(c_f, c_f, 1)  # H2 (softmax applied in forward)
 
     def attention(self, f: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        """V_A [B,Cf,1,1]: a softmax over channels."""
+        """V_A [B,Cf,1,1]: a softmax over channels, times the gain (C or 1)."""
         g_f = F.adaptive_avg_pool2d(f, 1)
         g_d = F.adaptive_avg_pool2d(d, 1)
-        return torch.softmax(self.h2(self.h1_f(g_f) + self.h1_g(g_d)), dim=1)
+        return torch.softmax(self.h2(self.h1_f(g_f) + self.h1_g(g_d)), dim=1) * self.scale
 
     def forward(self, f: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return f + self.h1_d(d) * self.attention(f, d)

@@ -18,6 +18,7 @@ Inputs must have H and W divisible by 32. No weights are downloaded unless asked
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import timm
 import torch
@@ -62,7 +63,7 @@ class SiameseResNet50(nn.Module):
     """Siamese ResNet-50 change detector (``attention=False`` gives the ablation)."""
 
     def __init__(self, in_channels: int = 1, attention: bool = True, pretrained: bool | str = False,
-                 head_channels: int = 32) -> None:
+                 head_channels: int = 32, attention_gain: str = "channels") -> None:
         super().__init__()
         use_timm_weights = pretrained is True
         self.encoder = timm.create_model("resnet50", pretrained=use_timm_weights, num_classes=0,
@@ -73,9 +74,12 @@ class SiameseResNet50(nn.Module):
         dec = (1024, 512, 256, 64, head_channels)  # decoder widths at strides 16, 8, 4, 2, 1
         ins = (2048, *dec[:-1])
         self.ups = nn.ModuleList(_up(i, o) for i, o in zip(ins, dec, strict=False))
-        fusion = AugmentedAttention if attention else PlainFusion
         # Differences at strides 16, 8, 4, 2 come from encoder stages 4, 3, 2, 1.
-        self.fuse = nn.ModuleList(fusion(c, c_d) for c, c_d in zip(dec[:4], ENCODER_CHANNELS[3::-1], strict=False))
+        pairs = list(zip(dec[:4], ENCODER_CHANNELS[3::-1], strict=False))
+        if attention:
+            self.fuse = nn.ModuleList(AugmentedAttention(c, c_d, gain=attention_gain) for c, c_d in pairs)
+        else:
+            self.fuse = nn.ModuleList(PlainFusion(c, c_d) for c, c_d in pairs)
         self.head = nn.Sequential(ConvBNReLU(head_channels, head_channels, kernel=3),
                                   nn.Conv2d(head_channels, 2, 1))
 
@@ -109,9 +113,10 @@ class SiameseResNet50(nn.Module):
 
 
 def siamese_resnet50_aam(in_channels: int = 1, pretrained: bool | str = False, attention: bool = True,
-                         head_channels: int = 32) -> SiameseResNet50:
-    """The proposed model (Su et al.)."""
-    return SiameseResNet50(in_channels, attention, pretrained, head_channels)
+                         head_channels: int = 32, attention_gain: Literal["channels", "one"] = "channels",
+                         ) -> SiameseResNet50:
+    """The proposed model (Su et al.); ``attention_gain="one"`` is the literal softmax (see aam.py)."""
+    return SiameseResNet50(in_channels, attention, pretrained, head_channels, attention_gain)
 
 
 def siamese_resnet50(in_channels: int = 1, pretrained: bool | str = False,
