@@ -247,3 +247,31 @@ def test_resolve_device_and_in_channels(toy, tmp_path):
     comps = build_components(toy_cfg(tmp_path, "data.channels=3"), None)
     assert comps.model.net[0].in_channels == 3 and len(comps.contract.bands) == 3
     assert math.isclose(comps.metrics[0].build().threshold, 0.5)
+
+
+def test_unknown_monitor_is_refused_before_the_first_epoch(toy, tmp_path, monkeypatch):
+    # The check must not need a training epoch: make training itself impossible.
+    from mars_core.engine import loop
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("an epoch started before the monitor was checked")
+
+    monkeypatch.setattr(loop._Run, "_train_epoch", no_training)
+    with pytest.raises(MarsError, match="trainer.monitor 'val/f1score' is never produced") as err:
+        train(toy_cfg(tmp_path, "trainer.epochs=1", "trainer.monitor=val/f1score", "data.n_train=8",
+                      "data.n_val=4"))
+    assert "val/f1" in str(err.value)
+    assert not (tmp_path / "ckpt" / "last.pt").exists()
+
+
+def test_metric_that_needs_data_for_its_keys_falls_back_to_the_check_after_epoch_one():
+    from mars_core.engine.components import MetricFactory
+    from mars_core.engine.evaluation import expected_metric_keys
+
+    class NeedsData:
+        def compute(self):
+            raise RuntimeError("no data yet")
+
+    assert expected_metric_keys([]) == set()
+    factory = MetricFactory(name="needs-data", build=NeedsData)
+    assert expected_metric_keys([factory]) is None

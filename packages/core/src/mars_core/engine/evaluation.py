@@ -7,6 +7,7 @@ under ``torchrun`` each rank sees a disjoint shard and torchmetrics reduces the 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -67,6 +68,24 @@ def compute_metrics(metrics: list[tuple[str, Metric]]) -> dict[str, float]:
                 raise MarsError(f"metrics '{owner[key]}' and '{name}' both produce '{key}'; drop one of them")
             values[key], owner[key] = value, name
     return values
+
+
+def expected_metric_keys(factories: list[MetricFactory]) -> set[str] | None:
+    """The keys the metrics will produce, from freshly built metrics that saw no data.
+
+    Lets a misspelled ``trainer.monitor`` fail before the first epoch instead of after it
+    (an epoch on real data may take an hour on CPU). ``None`` when a metric cannot compute
+    on empty state: the engine then keeps the check after the first validation. Under
+    ``torchrun`` every rank calls this at the same point, so a metric's sync stays collective.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return set(compute_metrics([(f.name, f.build()) for f in factories]))
+    except MarsError:
+        raise
+    except Exception:  # a metric that needs data to know its keys: check later
+        return None
 
 
 def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager[Any]:

@@ -39,6 +39,7 @@ from .evaluation import (
     autocast,
     check_nonempty,
     eval_loader,
+    expected_metric_keys,
     prepare_batch,
     run_evaluation,
     sample_predictions,
@@ -167,6 +168,7 @@ class _Run:
     # -- the whole run --------------------------------------------------------------------
     def execute(self, tracker: Tracker | None) -> RunSummary:
         trk: Tracker = tracker if (tracker is not None and self.info.is_main) else NullTracker()
+        self._check_monitor_early()  # before a tracking run exists: a typo leaves no failed run behind
         started = False
         try:
             run_id = trk.start(self.cfg, self.comps.task, resume_run_id=self.state.run_id)
@@ -275,13 +277,27 @@ class _Run:
             )
         return mean
 
+    def _monitor_error(self, produced: list[str]) -> MarsError:
+        hint = "" if self.val_ds is not None else " (the data source has no 'val' split)"
+        return MarsError(
+            f"trainer.monitor '{self.t.monitor}' is never produced{hint}; available: {', '.join(produced)}"
+        )
+
+    def _check_monitor_early(self) -> None:
+        """Refuse an unknown monitor before training, when the metric keys are known up front."""
+        keys = expected_metric_keys(self.comps.metrics) if self.val_ds is not None else set()
+        if keys is None:
+            return
+        produced = ["lr", "train/loss"]
+        if self.val_ds is not None:
+            produced += [f"val/{k}" for k in sorted(keys)] + ["val/loss"]
+        produced.append("epoch_time_s")
+        if self.t.monitor not in produced:
+            raise self._monitor_error(produced)
+
     def _update_monitor(self, epoch: int, entry: dict[str, float]) -> bool:
         if self.t.monitor not in entry:
-            produced = ", ".join(k for k in entry if k != "epoch")
-            hint = "" if self.val_ds is not None else " (the data source has no 'val' split)"
-            raise MarsError(
-                f"trainer.monitor '{self.t.monitor}' is never produced{hint}; available: {produced}"
-            )
+            raise self._monitor_error([k for k in entry if k != "epoch"])
         value = float(entry[self.t.monitor])
         if _improved(value, self.state.best_value, self.t.mode, self.t.early_stopping.min_delta):
             self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch, 0
