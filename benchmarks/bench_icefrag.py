@@ -51,6 +51,10 @@ def main() -> None:
     ap.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions of SCENES")
     ap.add_argument("--positive-fraction", type=float, default=0.5,
                     help="data.positive_fraction for training tiles; <= 0 turns over-sampling off")
+    ap.add_argument("--extra-test-scenes", type=int, default=0,
+                    help="also evaluate on N more SYNTHETIC scenes (another seed), all held out")
+    ap.add_argument("--from-checkpoints", action="store_true",
+                    help="no training: evaluate OUT_DIR/checkpoints/<model>/best.pt of an earlier run")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -69,9 +73,19 @@ def main() -> None:
     data_overrides = [f"data.root={data}", f"data.tile={args.tile}", f"data.split=[{args.split}]",
                       f"data.positive_fraction={'null' if pf is None else pf}"]
     base_cfg = load_task_config(spec.default_config, overrides=data_overrides)
-    rows = trivial_rows(base_cfg, args.batch_size)
+    extra = None
+    if args.extra_test_scenes > 0:
+        extra_dir = out / "extra_test_data"
+        if not (extra_dir / "SYNTHETIC.json").exists():
+            write_scenes(extra_dir, args.extra_test_scenes, args.scene_size, args.seed + 100, prefix="xtest")
+        extra_cfg = load_task_config(spec.default_config, overrides=[
+            f"data.root={extra_dir}", f"data.tile={args.tile}", "data.split=[0,0,1]", "data.positive_fraction=null"])
+        extra = test_dataset(extra_cfg)
+        print({"extra_test_scenes": args.extra_test_scenes, "extra_test_tiles": len(extra)}, flush=True)
+    rows = trivial_rows(base_cfg, args.batch_size, extra)
     for r in rows:
         print(r, flush=True)
+    test = test_dataset(base_cfg)
     trained = {}
     for label in [m.strip() for m in args.models.split(",") if m.strip()]:
         name, params = parse_model(label)
@@ -82,22 +96,18 @@ def main() -> None:
                      "trainer.progress=false", "tracking.enabled=false",
                      f"trainer.checkpoint_dir={out / 'checkpoints' / label.replace(':', '_')}"]
         cfg = load_task_config(spec.default_config, overrides=overrides)
-        t0 = time.perf_counter()
-        summary = train(cfg, tracker=None)
-        seconds = time.perf_counter() - t0
-        test = summary.metrics.get("test", {})
-
-        def pick(key: str, test: dict = test) -> float:
-            exact = [v for k, v in test.items() if k.split("/")[-1] == key]
-            return float(exact[0]) if exact else float("nan")
-
-        row = {"model": label, "f1": pick("f1"), "balanced_accuracy": pick("balanced_accuracy"),
-               "event_tpr": pick("event_tpr"), "event_fdr": pick("event_fdr"), "train_s": seconds,
-               "best_epoch": summary.best_epoch,
-               "params": sum(p.numel() for p in summary.model.parameters()),
-               "s_per_step": step_seconds(summary.model, args.batch_size, args.tile, args.lr)}
+        if args.from_checkpoints:
+            model, best_epoch, seconds = from_checkpoint(cfg, out / "checkpoints" / label.replace(":", "_"))
+        else:
+            t0 = time.perf_counter()
+            summary = train(cfg, tracker=None)
+            seconds = time.perf_counter() - t0
+            model, best_epoch = summary.model, summary.best_epoch
+            trained[label] = summary
+        row = {"model": label, **scores(model, cfg, test, args.batch_size, extra), "train_s": seconds,
+               "best_epoch": best_epoch, "params": sum(p.numel() for p in model.parameters()),
+               "s_per_step": step_seconds(model, args.batch_size, args.tile, args.lr)}
         rows.append(row)
-        trained[label] = summary
         print(row, flush=True)
 
     timing = None
@@ -166,15 +176,51 @@ class _Constant(torch.nn.Module):
         return torch.full_like(image1[:, :1], self.logit)
 
 
-def trivial_rows(cfg, batch_size: int) -> list[dict]:  # type: ignore[no-untyped-def]
-    """The same test metrics for constant predictors (all no-change, all change)."""
-    from mars_core.engine.evaluation import evaluate_model
+def _source(cfg):  # type: ignore[no-untyped-def]
     from mars_core.plugins import get_registries
     from mars_core.registry import call_factory
+
+    return call_factory("data source", cfg.data.name, get_registries().datasources.get(cfg.data.name),
+                        {"root": cfg.data.root, **cfg.data.params})
+
+
+def test_dataset(cfg):  # type: ignore[no-untyped-def]
+    return _source(cfg).dataset("test")
+
+
+def scores(model: torch.nn.Module, cfg, test, batch_size: int, extra=None) -> dict:  # type: ignore[no-untyped-def]
+    """Test metrics of ``model`` (and ``x_``-prefixed ones on the extra test scenes)."""
+    from mars_core.engine.evaluation import evaluate_model
     from mars_core.tasks import TaskKind
 
-    source = call_factory("data source", cfg.data.name, get_registries().datasources.get(cfg.data.name),
-                          {"root": cfg.data.root, **cfg.data.params})
+    out = {}
+    for prefix, dataset in (("", test), ("x_", extra)):
+        if dataset is None:
+            continue
+        m = evaluate_model(model, TaskKind.CHANGE_DETECTION, dataset, cfg.metrics, batch_size=batch_size,
+                           device="cpu")
+        pick = {k.split("/")[-1]: v for k, v in m.items()}
+        out.update({f"{prefix}{k}": pick[k] for k in ("f1", "balanced_accuracy", "event_tpr", "event_fdr")})
+    return out
+
+
+def from_checkpoint(cfg, directory: Path) -> tuple[torch.nn.Module, int | None, float | None]:  # type: ignore[no-untyped-def]
+    """The best weights of an earlier benchmark run, rebuilt through the registry."""
+    from mars_core.plugins import get_registries
+    from mars_core.registry import call_factory
+
+    path = directory / "best.pt"
+    if not path.is_file():
+        raise SystemExit(f"--from-checkpoints: {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = call_factory("model", cfg.model.name, get_registries().models.get(cfg.model.name), cfg.model.params)
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt.get("best_epoch"), None
+
+
+def trivial_rows(cfg, batch_size: int, extra=None) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The same test metrics for constant predictors (all no-change, all change)."""
+    source = _source(cfg)
     test = source.dataset("test")
     train = source.dataset("train")
     flags = train.tile_has_change()
@@ -182,11 +228,7 @@ def trivial_rows(cfg, batch_size: int) -> list[dict]:  # type: ignore[no-untyped
            "train_entries": len(train), "train_fraction_with_change": sum(flags) / len(flags)}, flush=True)
     rows = []
     for label, logit in (("trivial: all no-change", -20.0), ("trivial: all change", 20.0)):
-        m = evaluate_model(_Constant(logit), TaskKind.CHANGE_DETECTION, test, cfg.metrics,
-                           batch_size=batch_size, device="cpu")
-        pick = {k.split("/")[-1]: v for k, v in m.items()}
-        rows.append({"model": label, "f1": pick["f1"], "balanced_accuracy": pick["balanced_accuracy"],
-                     "event_tpr": pick["event_tpr"], "event_fdr": pick["event_fdr"], "train_s": 0.0,
+        rows.append({"model": label, **scores(_Constant(logit), cfg, test, batch_size, extra), "train_s": 0.0,
                      "best_epoch": None, "params": 0, "s_per_step": 0.0})
     return rows
 
@@ -200,24 +242,31 @@ def write_reports(out: Path, args: argparse.Namespace, rows: list[dict], timing:
             w.writerow({"data": "SYNTHETIC", **r})
         w.writerow({"data": "PAPER real HiRISE (not comparable)", "model": "Su et al. proposed",
                     **{k: v for k, v in PAPER.items()}})
+    extra = bool(rows) and "x_f1" in rows[0]
+    head = "| data | model | F1 | balanced acc. | event TPR | event FDR |"
+    rule = "| --- | --- | ---: | ---: | ---: | ---: |"
+    if extra:
+        head += " extra F1 | extra bal. acc. | extra TPR | extra FDR |"
+        rule += " ---: | ---: | ---: | ---: |"
     lines = [f"# icefrag benchmark (SYNTHETIC data) - {dt.date.today().isoformat()}", "",
              "All numbers below except the last row are on SYNTHETIC scenes from `mars_icefrag.synthetic`,",
              f"{args.scenes} scenes of {args.scene_size} px split by scene; budget per model: {args.epochs} epochs x "
              f"{args.steps} steps x batch {args.batch_size}, tiles {args.tile} px, Adam lr {args.lr}, CPU, "
              f"{args.threads} thread(s).", "",
              f"Split {args.split} of scenes; training tiles with change over-sampled to "
-             f"positive_fraction={args.positive_fraction if args.positive_fraction > 0 else 'off'}.", "",
-             "| data | model | F1 | balanced acc. | event TPR | event FDR | params | s/step | train s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"positive_fraction={args.positive_fraction if args.positive_fraction > 0 else 'off'}."
+             + (f" 'extra' columns: {args.extra_test_scenes} more held-out SYNTHETIC scenes (seed "
+                f"{args.seed + 100})." if extra else ""), "",
+             head + " params | s/step | train s |", rule + " ---: | ---: | ---: |"]
+    keys = ["f1", "balanced_accuracy", "event_tpr", "event_fdr"]
     for r in rows:
         params = f"{r['params'] / 1e6:.1f} M" if r["params"] else "-"
         step = f"{r['s_per_step']:.2f}" if r["s_per_step"] else "-"
         train_s = f"{r['train_s']:.0f}" if r["train_s"] else "-"
-        lines.append(f"| SYNTHETIC | {r['model']} | {r['f1']:.3f} | {r['balanced_accuracy']:.3f} | "
-                     f"{r['event_tpr']:.3f} | {r['event_fdr']:.3f} | {params} | {step} | {train_s} |")
-    lines.append(f"| paper, real HiRISE test set, NOT comparable | Su et al. | {PAPER['f1']:.3f} | "
-                 f"{PAPER['balanced_accuracy']:.3f} | {PAPER['event_tpr']:.3f} | {PAPER['event_fdr']:.3f} | "
-                 "- | - | - |")
+        cells = [f"{r[k]:.3f}" for k in keys] + ([f"{r['x_' + k]:.3f}" for k in keys] if extra else [])
+        lines.append(f"| SYNTHETIC | {r['model']} | {' | '.join(cells)} | {params} | {step} | {train_s} |")
+    paper = [f"{PAPER[k]:.3f}" for k in keys] + (["-"] * 4 if extra else [])
+    lines.append(f"| paper, real HiRISE test set, NOT comparable | Su et al. | {' | '.join(paper)} | - | - | - |")
     if timing:
         lines += ["", "## Whole-scene streaming (proposed model, CPU)", "",
                   f"SYNTHETIC pair of {timing['megapixels']:.2f} MP: {timing['seconds']:.1f} s "
