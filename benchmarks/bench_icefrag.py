@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--scene-size", type=int, default=512)
     ap.add_argument("--predict-size", type=int, default=1024, help="side of the SYNTHETIC pair timed end to end")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seed", type=int, default=7, help="seed of the SYNTHETIC scenes")
+    ap.add_argument("--train-seed", type=int, default=0, help="trainer.seed (initialisation, tile order)")
     ap.add_argument("--split", default="0.6,0.2,0.2", help="train,val,test fractions of SCENES")
     ap.add_argument("--positive-fraction", type=float, default=0.5,
                     help="data.positive_fraction for training tiles; <= 0 turns over-sampling off")
@@ -93,7 +94,7 @@ def main() -> None:
         overrides = [f"model={{{model_yaml}}}", *data_overrides,
                      f"trainer.epochs={args.epochs}", f"trainer.max_steps_per_epoch={args.steps}",
                      f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}", "trainer.device=cpu",
-                     "trainer.progress=false", "tracking.enabled=false",
+                     "trainer.progress=false", "tracking.enabled=false", f"trainer.seed={args.train_seed}",
                      f"trainer.checkpoint_dir={out / 'checkpoints' / label.replace(':', '_')}"]
         cfg = load_task_config(spec.default_config, overrides=overrides)
         if args.from_checkpoints:
