@@ -58,16 +58,15 @@ class _Block(nn.Module):
 
     def __init__(self, dim: int, heads: int, head_dim: int, mlp_dim: int, cross: bool) -> None:
         super().__init__()
-        self.cross = cross
         self.norm_x = nn.LayerNorm(dim)
-        self.norm_c = nn.LayerNorm(dim) if cross else self.norm_x
+        self.norm_c = nn.LayerNorm(dim) if cross else None  # tokens get their own norm as keys
         self.attn = _Attention(dim, heads, head_dim)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         xn = self.norm_x(x)
-        cn = self.norm_c(context) if self.cross and context is not None else xn
+        cn = self.norm_c(context) if self.norm_c is not None and context is not None else xn
         x = x + self.attn(xn, cn)
         return x + self.mlp(self.norm_mlp(x))
 
