@@ -63,7 +63,7 @@ class SiameseResNet50(nn.Module):
     """Siamese ResNet-50 change detector (``attention=False`` gives the ablation)."""
 
     def __init__(self, in_channels: int = 1, attention: bool = True, pretrained: bool | str = False,
-                 head_channels: int = 32, attention_gain: str = "channels") -> None:
+                 head_channels: int = 32, attention_gain: str = "one") -> None:
         super().__init__()
         use_timm_weights = pretrained is True
         self.encoder = timm.create_model("resnet50", pretrained=use_timm_weights, num_classes=0,
@@ -113,9 +113,9 @@ class SiameseResNet50(nn.Module):
 
 
 def siamese_resnet50_aam(in_channels: int = 1, pretrained: bool | str = False, attention: bool = True,
-                         head_channels: int = 32, attention_gain: Literal["channels", "one"] = "channels",
+                         head_channels: int = 32, attention_gain: Literal["one", "channels"] = "one",
                          ) -> SiameseResNet50:
-    """The proposed model (Su et al.); ``attention_gain="one"`` is the literal softmax (see aam.py)."""
+    """The proposed model (Su et al.); ``attention_gain="channels"`` scales the softmax by C (see aam.py)."""
     return SiameseResNet50(in_channels, attention, pretrained, head_channels, attention_gain)
 
 
