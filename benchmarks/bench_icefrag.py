@@ -81,12 +81,13 @@ def main() -> None:
             write_scenes(extra_dir, args.extra_test_scenes, args.scene_size, args.seed + 100, prefix="xtest")
         extra_cfg = load_task_config(spec.default_config, overrides=[
             f"data.root={extra_dir}", f"data.tile={args.tile}", "data.split=[0,0,1]", "data.positive_fraction=null"])
-        extra = test_dataset(extra_cfg)
+        extra = _source(extra_cfg).dataset("test")
         print({"extra_test_scenes": args.extra_test_scenes, "extra_test_tiles": len(extra)}, flush=True)
-    rows = trivial_rows(base_cfg, args.batch_size, extra)
+    source = _source(base_cfg)  # scenes are read once, for the trivial rows and every model
+    test = source.dataset("test")
+    rows = trivial_rows(source, test, base_cfg, args.batch_size, extra)
     for r in rows:
         print(r, flush=True)
-    test = test_dataset(base_cfg)
     trained = {}
     for label in [m.strip() for m in args.models.split(",") if m.strip()]:
         name, params = parse_model(label)
@@ -185,10 +186,6 @@ def _source(cfg):  # type: ignore[no-untyped-def]
                         {"root": cfg.data.root, **cfg.data.params})
 
 
-def test_dataset(cfg):  # type: ignore[no-untyped-def]
-    return _source(cfg).dataset("test")
-
-
 def scores(model: torch.nn.Module, cfg, test, batch_size: int, extra=None) -> dict:  # type: ignore[no-untyped-def]
     """Test metrics of ``model`` (and ``x_``-prefixed ones on the extra test scenes)."""
     from mars_core.engine.evaluation import evaluate_model
@@ -219,10 +216,8 @@ def from_checkpoint(cfg, directory: Path) -> tuple[torch.nn.Module, int | None, 
     return model.eval(), ckpt.get("best_epoch"), None
 
 
-def trivial_rows(cfg, batch_size: int, extra=None) -> list[dict]:  # type: ignore[no-untyped-def]
+def trivial_rows(source, test, cfg, batch_size: int, extra=None) -> list[dict]:  # type: ignore[no-untyped-def]
     """The same test metrics for constant predictors (all no-change, all change)."""
-    source = _source(cfg)
-    test = source.dataset("test")
     train = source.dataset("train")
     flags = train.tile_has_change()
     print({"split": source.split_keys(), "test_tiles": len(test), "train_tiles_unique": train.n_unique,
