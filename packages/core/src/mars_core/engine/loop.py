@@ -285,13 +285,13 @@ class _Run:
 
     def _check_monitor_early(self) -> None:
         """Refuse an unknown monitor before training, when the metric keys are known up front."""
-        keys = expected_metric_keys(self.comps.metrics) if self.val_ds is not None else set()
-        if keys is None:
-            return
-        produced = ["lr", "train/loss"]
-        if self.val_ds is not None:
-            produced += [f"val/{k}" for k in sorted(keys)] + ["val/loss"]
-        produced.append("epoch_time_s")
+        if self.val_ds is None:
+            produced = ["lr", "train/loss", "epoch_time_s"]
+        else:
+            keys = expected_metric_keys(self.comps.metrics)
+            if keys is None:
+                return
+            produced = ["lr", "train/loss", *(f"val/{k}" for k in sorted(keys)), "val/loss", "epoch_time_s"]
         if self.t.monitor not in produced:
             raise self._monitor_error(produced)
 
