@@ -275,3 +275,17 @@ def test_metric_that_needs_data_for_its_keys_falls_back_to_the_check_after_epoch
     assert expected_metric_keys([]) == set()
     factory = MetricFactory(name="needs-data", build=NeedsData)
     assert expected_metric_keys([factory]) is None
+
+
+@pytest.mark.parametrize("n_val", [4, 0])
+def test_keys_announced_before_training_are_the_keys_an_epoch_logs(toy, tmp_path, n_val):
+    # The early monitor check lists the per-epoch keys itself; if the epoch gains a key the
+    # list lacks, a valid monitor would be refused. Compare the list with a real epoch's log.
+    sizes = ("data.n_train=8", f"data.n_val={n_val}", "data.n_test=0")
+    with pytest.raises(MarsError, match="is never produced") as err:
+        train(toy_cfg(tmp_path / "early", "trainer.epochs=1", "trainer.monitor=nope", *sizes))
+    announced = set(str(err.value).split("available: ", 1)[1].split(", "))
+    history = train(toy_cfg(tmp_path / "real", "trainer.epochs=1", "trainer.monitor=train/loss",
+                            "trainer.mode=min", *sizes)).history
+    assert announced == set(history[0]) - {"epoch"}
+    assert ("val/miou" in announced) == (n_val > 0)
