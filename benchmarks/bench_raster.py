@@ -1,6 +1,7 @@
 """SYNTHETIC benchmark of streaming whole-scene inference (mars_core.raster.predict_scene).
 
-Usage: python benchmarks/bench_raster.py [--size 8192] [--device cpu] [--out bench-results/raster.json]
+Usage: python benchmarks/bench_raster.py [--size 8192] [--device cpu] [--wide 20000]
+       [--out bench-results/raster.json]
 
 What it measures, on a SYNTHETIC uint16 single-band scene in a Mars CRS (bright disks on a
 noisy background, written block by block to a temporary directory):
@@ -10,7 +11,9 @@ noisy background, written block by block to a temporary directory):
 (b) the bare forward pass of the same model over the same tiles held in memory (same number
     of tiles, batch size and torch threads); overhead = streaming / bare - 1;
 (c) peak RSS of a child process running predict_scene only, for two scenes four times apart
-    in pixel count (--size and --size/2 on a side); ratio = big / small.
+    in pixel count (--size and --size/2 on a side); ratio = big / small;
+(d) with --wide W: peak RSS on a 1024-row scene W px wide (a HiRISE RED product is about
+    20,000 px wide): memory depends on the scene's width, since full-width strips are held.
 
 Each measurement runs in its own child process so that peak RSS and warm-up are comparable.
 The model is a fixed 4-layer CNN of width 16: conv3x3(1->16)-ReLU-conv3x3(16->16)-ReLU-
@@ -89,34 +92,36 @@ def make_contract(tile: int) -> InputContract:
     )
 
 
-def write_scene(path: Path, size: int, seed: int = 0) -> None:
-    """SYNTHETIC scene written one 256-row strip at a time (never whole in memory)."""
+def write_scene(path: Path, size: int, seed: int = 0, width: int | None = None) -> None:
+    """SYNTHETIC scene (``size`` rows, ``width`` or ``size`` columns) written one 256-row
+    strip at a time (never whole in memory)."""
+    height, width = size, width or size
     rng = np.random.default_rng(seed)
     cell = 128
-    n = size // cell
-    cx = (np.arange(n)[None, :] * cell + rng.uniform(20, cell - 20, (n, n))).astype(int)
-    cy = (np.arange(n)[:, None] * cell + rng.uniform(20, cell - 20, (n, n))).astype(int)
-    rad = rng.uniform(3, 18, (n, n))
-    present = rng.random((n, n)) < 0.5
+    ny, nx = height // cell, width // cell
+    cx = (np.arange(nx)[None, :] * cell + rng.uniform(20, cell - 20, (ny, nx))).astype(int)
+    cy = (np.arange(ny)[:, None] * cell + rng.uniform(20, cell - 20, (ny, nx))).astype(int)
+    rad = rng.uniform(3, 18, (ny, nx))
+    present = rng.random((ny, nx)) < 0.5
     profile = dict(
-        driver="GTiff", width=size, height=size, count=1, dtype="uint16", nodata=0, crs=MARS_WKT,
-        transform=rasterio.Affine(0.25, 0, 0, 0, -0.25, size * 0.25), tiled=True, blockxsize=256,
+        driver="GTiff", width=width, height=height, count=1, dtype="uint16", nodata=0, crs=MARS_WKT,
+        transform=rasterio.Affine(0.25, 0, 0, 0, -0.25, height * 0.25), tiled=True, blockxsize=256,
         blockysize=256, compress="zstd", predictor=2,
     )  # fmt: skip
     with rasterio.open(path, "w", **profile) as ds:
-        for y0 in range(0, size, 256):
-            h = min(256, size - y0)
-            strip = BACKGROUND + rng.normal(0, NOISE, (h, size))
+        for y0 in range(0, height, 256):
+            h = min(256, height - y0)
+            strip = BACKGROUND + rng.normal(0, NOISE, (h, width))
             for i, j in zip(*np.nonzero(present), strict=True):
                 r = rad[i, j]
                 if cy[i, j] + r < y0 or cy[i, j] - r >= y0 + h:
                     continue
                 ys = np.arange(max(y0, int(cy[i, j] - r)), min(y0 + h, int(cy[i, j] + r) + 1))
-                xs = np.arange(max(0, int(cx[i, j] - r)), min(size, int(cx[i, j] + r) + 1))
+                xs = np.arange(max(0, int(cx[i, j] - r)), min(width, int(cx[i, j] + r) + 1))
                 inside = (ys[:, None] - cy[i, j]) ** 2 + (xs[None, :] - cx[i, j]) ** 2 <= r * r
                 sub = strip[ys[0] - y0 : ys[-1] - y0 + 1, xs[0] : xs[-1] + 1]
                 sub[inside] += CONTRAST
-            ds.write(np.clip(strip, 1, 65535).astype(np.uint16)[None], window=Window(0, y0, size, h))
+            ds.write(np.clip(strip, 1, 65535).astype(np.uint16)[None], window=Window(0, y0, width, h))
 
 
 def _rss_now_kb() -> int:
@@ -209,6 +214,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=8192, help="big scene side in px (>= 8192 for the record)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--wide", type=int, default=0,
+                    help="also measure peak RSS on a 1024-row scene this many px wide (0: skip)")
     ap.add_argument("--out", type=Path, default=Path("bench-results/raster.json"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tile", type=int, default=256)
@@ -247,6 +254,13 @@ def main() -> None:
         console.print(f"streaming {args.size}^2 done in {stream_big['seconds']:.1f} s")
         bare = run_child("bare", scenes[args.size], work, args)
         console.print(f"bare forward {args.size}^2 done in {bare['seconds']:.1f} s")
+        wide = None
+        if args.wide:
+            wide_scene = work / f"synthetic-1024x{args.wide}.tif"
+            write_scene(wide_scene, 1024, width=args.wide)
+            wide = run_child("stream", wide_scene, work, args)
+            wide["shape"] = [1024, args.wide]
+            console.print(f"streaming 1024x{args.wide} done in {wide['seconds']:.1f} s")
 
     load_after = os.getloadavg()
     overhead = stream_big["seconds"] / bare["seconds"] - 1
@@ -277,6 +291,7 @@ def main() -> None:
         "overhead_cpu_time": overhead_cpu,
         "peak_rss_ratio": rss_ratio,
         "predict_rss_growth_mib": {str(small): delta_small, str(args.size): delta_big},
+        "wide": wide,
         "goals": {"overhead_lt": 0.15, "peak_rss_ratio_within": 0.10},
         "met": {"overhead": overhead < 0.15, "peak_rss_ratio": abs(rss_ratio - 1) <= 0.10},
     }
@@ -296,6 +311,12 @@ def main() -> None:
     table.add_row("peak RSS ratio big/small", "", f"{rss_ratio:.3f}", "within 10%")
     table.add_row("RSS growth during predict MiB", f"{delta_small:.0f}", f"{delta_big:.0f}", "")
     console.print(table)
+    if wide is not None:
+        growth = wide["peak_rss_mib"] - wide["rss_before_predict_mib"]
+        console.print(
+            f"1024x{args.wide} scene: peak RSS {wide['peak_rss_mib']:.0f} MiB, growth during predict "
+            f"{growth:.0f} MiB (vs {delta_big:.0f} MiB at {args.size} px wide), {wide['mpx_per_s']:.2f} Mpx/s"
+        )
     console.print(
         f"load average (1/5/15 min) before {load_before}, after {load_after} on {os.cpu_count()} CPUs: "
         "a shared machine inflates wall times; CPU-time overhead is the steadier figure"

@@ -289,3 +289,17 @@ def test_keys_announced_before_training_are_the_keys_an_epoch_logs(toy, tmp_path
                             "trainer.mode=min", *sizes)).history
     assert announced == set(history[0]) - {"epoch"}
     assert ("val/miou" in announced) == (n_val > 0)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_epoch_summaries_reach_a_log_file_without_a_terminal(toy, tmp_path, capsys, progress):
+    # Under pytest stderr is not a terminal, as in a batch job's log: no bars, but one line
+    # per epoch unless progress output is switched off.
+    train(toy_cfg(tmp_path, "trainer.epochs=2", f"trainer.progress={str(progress).lower()}",
+                  "data.n_train=8", "data.n_val=4", "data.n_test=0"))
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("epoch ")]
+    if progress:
+        assert [ln.split(":")[0] for ln in lines] == ["epoch 1/2", "epoch 2/2"]
+        assert all("train/loss=" in ln and "val/miou=" in ln for ln in lines)
+    else:
+        assert lines == []

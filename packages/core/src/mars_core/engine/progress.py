@@ -1,7 +1,9 @@
 """Rich progress bars that cost nothing when they are off.
 
-They are off unless ``trainer.progress`` is set, stderr is a terminal (logs and CI output
-stay clean) and this is rank 0 (one bar per job, not one per process).
+Bars need ``trainer.progress``, a terminal on stderr and rank 0 (one bar per job, not one
+per process). Without a terminal (a batch job's log file, ``nohup``, CI) there are no bars,
+but the one-line summary of each epoch is still written to stderr: a job log that stays
+silent for hours cannot be told apart from a hung job.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ class Progress:
     def __init__(self, enabled: bool) -> None:
         self._bar: Any = None
         self._task: Any = None
+        self._plain = enabled and not sys.stderr.isatty()
         if enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -58,3 +61,5 @@ class Progress:
     def print(self, message: str) -> None:
         if self._bar is not None:
             self._bar.console.print(message, highlight=False, markup=False)
+        elif self._plain:
+            print(message, file=sys.stderr, flush=True)
