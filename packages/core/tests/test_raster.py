@@ -387,3 +387,86 @@ def test_narrow_scene_batches_span_rows_and_skipped_rows(tmp_path):
     ok = ~np.isnan(raw)
     assert np.isnan(prob[120:200]).all()
     assert np.abs(prob[ok] - expected[ok]).max() < 1e-5
+
+
+MARS_LONLAT_WKT = (
+    'GEOGCS["GCS_Mars_2000_Sphere",DATUM["D_Mars_2000_Sphere",SPHEROID["Mars_2000_Sphere_IAU_IAG",'
+    '3396190,0]],PRIMEM["Reference_Meridian",0],UNIT["Degree",0.0174532925199433]]'
+)
+MARS_RADIUS = 3396190.0
+
+
+def test_geographic_mars_scene_gets_areas_in_m2_on_the_mars_sphere(tmp_path):
+    # 0.01 degree pixels (about 593 m on Mars) from 60 N: a pixel's area shrinks with cos(lat).
+    step = 0.01
+    transform = Affine(step, 0.0, 10.0, 0.0, -step, 60.0)
+    src = write_tif(tmp_path / "in.tif", squares_scene(), crs=MARS_LONLAT_WKT, transform=transform)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    assert res.warnings == ()
+    with rasterio.open(src) as s, rasterio.open(res.mask) as m:
+        assert m.crs == s.crs and m.transform == s.transform
+    fc = json.loads(res.polygons.read_text())
+    by_px = {f["properties"]["area_px"]: f["properties"]["area_m2"] for f in fc["features"]}
+    side = MARS_RADIUS * math.radians(step)  # a pixel's side at the equator
+
+    # small square, rows 20-30: planar approximation at its centre latitude
+    assert by_px[100] == pytest.approx(100 * side * side * math.cos(math.radians(60 - 0.25)), rel=1e-5)
+    # square cut by the strip seam at row 256 (rows 250-262): both pieces' areas are summed
+    assert by_px[120] == pytest.approx(120 * side * side * math.cos(math.radians(60 - 2.56)), rel=1e-5)
+    # tall bar, rows 5-595, across both seams: Archimedes' zone area on a sphere
+    zone = MARS_RADIUS**2 * math.radians(5 * step) * (math.sin(math.radians(59.95)) - math.sin(math.radians(54.05)))
+    assert by_px[590 * 5] == pytest.approx(zone, rel=1e-9)
+    # the same pixel count is smaller nearer the pole: areas really vary by row
+    assert by_px[100] / 100 < by_px[120] / 120
+
+    # min_area_m2 works on geographic scenes too: under 50 km² only the U (375 px) and the bar stay
+    kept = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "k.tif", min_area_m2=5e7, progress=False)
+    areas = [f["properties"]["area_m2"] for f in json.loads(kept.polygons.read_text())["features"]]
+    assert sorted(areas) == pytest.approx(sorted(a for a in by_px.values() if a >= 5e7)) and len(areas) == 2
+
+
+def test_ellipsoid_areas_match_published_and_integrated_values():
+    from scipy.integrate import quad
+
+    from mars_core.raster.polygons import ellipsoid_of, row_areas_m2
+
+    assert ellipsoid_of(CRS.from_wkt(MARS_LONLAT_WKT)) == (MARS_RADIUS, 0.0)
+    wgs84 = CRS.from_epsg(4326)
+    a, e2 = ellipsoid_of(wgs84)
+    assert a == 6378137.0 and e2 == pytest.approx(0.00669437999014, rel=1e-9)
+    # one-degree rows over the whole globe add up to WGS 84's published surface area
+    rows, notes = row_areas_m2(wgs84, Affine(1.0, 0, -180.0, 0, -1.0, 90.0), 180)
+    assert notes == [] and rows is not None
+    assert rows.sum() * 360 == pytest.approx(510_065_621.724e6, rel=1e-9)
+
+    # Mars IAU 2000 ellipsoid (a 3396190 m, b 3376200 m): a 1x1 degree cell at 45 N against a
+    # numerical integral of M(phi) N(phi) cos(phi)
+    mars_ell = CRS.from_wkt(
+        'GEOGCS["Mars 2000",DATUM["D_Mars_2000",SPHEROID["Mars_2000_IAU_IAG",3396190,169.894447223612]],'
+        'PRIMEM["Reference_Meridian",0],UNIT["Decimal_Degree",0.0174532925199433]]'
+    )
+    a, e2 = ellipsoid_of(mars_ell)
+    rows, _ = row_areas_m2(mars_ell, Affine(1.0, 0, 0.0, 0, -1.0, 46.0), 1)
+
+    def m_n_cos(phi: float) -> float:
+        w = 1 - e2 * math.sin(phi) ** 2
+        return a * (1 - e2) / w**1.5 * a / w**0.5 * math.cos(phi)
+
+    integral, _ = quad(m_n_cos, math.radians(45), math.radians(46))
+    assert rows[0] == pytest.approx(integral * math.radians(1), rel=1e-9)
+    assert a * math.sqrt(1 - e2) == pytest.approx(3376200.0, abs=1.0)
+
+
+def test_geographic_areas_refused_when_they_cannot_be_right(tmp_path):
+    from mars_core.raster.polygons import row_areas_m2
+
+    rotated = Affine(0.01, 0.001, 10.0, 0.001, -0.01, 60.0)
+    rows, notes = row_areas_m2(CRS.from_wkt(MARS_LONLAT_WKT), rotated, 10)
+    assert rows is None and "rotated" in notes[0]
+    beyond_pole = Affine(1.0, 0, 0.0, 0, -1.0, 95.0)
+    rows, notes = row_areas_m2(CRS.from_wkt(MARS_LONLAT_WKT), beyond_pole, 10)
+    assert rows is None and "beyond the poles" in notes[0]
+    src = write_tif(tmp_path / "in.tif", squares_scene()[:300], crs=MARS_LONLAT_WKT, transform=rotated)
+    with pytest.raises(MarsError, match="min_area_m2 needs areas in m² but scene is geographic with a rotated grid"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "x.tif", min_area_m2=1, progress=False)
+    assert no_outputs(tmp_path, "in.tif")

@@ -11,6 +11,8 @@ finished and streamed to the GeoJSON file at once.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,17 +27,81 @@ from scipy import ndimage
 from shapely.geometry import mapping, shape
 
 
-def pixel_area_m2(crs: CRS | None, transform: Affine) -> tuple[float | None, list[str]]:
-    """Area of one pixel in m², or None with the reason when the CRS does not allow it."""
+def row_areas_m2(crs: CRS | None, transform: Affine, height: int) -> tuple[np.ndarray | None, list[str]]:
+    """Area in m² of one pixel of each row, or None with the reason when the CRS does not allow it.
+
+    Projected CRS: every pixel has the map-plane area |det(transform)| in the CRS's linear unit.
+    Geographic CRS (lon/lat, e.g. a global Mars mosaic): a pixel's area shrinks with latitude,
+    so it is computed per row on the CRS's own ellipsoid or sphere, never an Earth default.
+    """
     if crs is None:
         return None, ["scene has no CRS: area_m2 is null, area_px gives areas in pixels"]
+    if crs.is_geographic:
+        return _geographic_row_areas(crs, transform, height)
     if not crs.is_projected:
-        return None, ["scene CRS is not projected: area_m2 is null, area_px gives areas in pixels"]
+        return None, ["scene CRS is neither projected nor geographic: area_m2 is null, area_px gives areas in pixels"]
     try:
-        unit, factor = crs.linear_units_factor
+        _, factor = crs.linear_units_factor
     except Exception:  # noqa: BLE001 - rasterio raises CRSError for odd units
         return None, ["scene CRS has no linear unit: area_m2 is null, area_px gives areas in pixels"]
-    return abs(transform.determinant) * factor * factor, []
+    return np.full(height, abs(transform.determinant) * factor * factor), []
+
+
+_ELLIPSOID = re.compile(
+    r'(?:SPHEROID|ELLIPSOID)\["[^"]*",\s*([-+0-9.eE]+),\s*([-+0-9.eE]+)'
+    r'(?:,\s*LENGTHUNIT\["[^"]*",\s*([-+0-9.eE]+)\])?'
+)
+
+
+def ellipsoid_of(crs: CRS) -> tuple[float, float] | None:
+    """(semi-major axis in m, first eccentricity squared) from the CRS's WKT; None if absent.
+
+    Read from the WKT rather than a named-ellipsoid table, so Mars spheres and ellipsoids
+    (IAU codes, ESRI 'D_Mars_2000' definitions) come out as written in the file.
+    """
+    match = _ELLIPSOID.search(crs.to_wkt())
+    if match is None:
+        return None
+    a = float(match.group(1)) * (float(match.group(3)) if match.group(3) else 1.0)
+    inverse_flattening = float(match.group(2))
+    if not a > 0 or inverse_flattening < 0:
+        return None
+    f = 1.0 / inverse_flattening if inverse_flattening > 0 else 0.0
+    return a, f * (2.0 - f)
+
+
+def _band_area_per_radian(lat: np.ndarray, a: float, e2: float) -> np.ndarray:
+    """Area between the equator and latitude ``lat`` (radians) per radian of longitude.
+
+    Closed form of the integral of M(φ)·N(φ)·cos φ dφ on an ellipsoid of revolution; on a
+    sphere (e2 = 0) it reduces to a²·sin φ.
+    """
+    s = np.sin(lat)
+    if e2 == 0.0:
+        return a * a * s
+    e = math.sqrt(e2)
+    b2 = a * a * (1.0 - e2)
+    return 0.5 * b2 * (s / (1.0 - e2 * s * s) + np.arctanh(e * s) / e)
+
+
+def _geographic_row_areas(crs: CRS, transform: Affine, height: int) -> tuple[np.ndarray | None, list[str]]:
+    def none(why: str) -> tuple[None, list[str]]:
+        return None, [f"{why}: area_m2 is null, area_px gives areas in pixels"]
+
+    if transform.b != 0 or transform.d != 0:
+        return none("scene is geographic with a rotated grid")
+    shape = ellipsoid_of(crs)
+    if shape is None:
+        return none("scene is geographic but its CRS names no ellipsoid or sphere")
+    try:
+        _, to_radian = crs.units_factor
+    except Exception:  # noqa: BLE001 - rasterio raises CRSError for odd units
+        return none("scene is geographic but its CRS has no angular unit")
+    edges = (transform.f + transform.e * np.arange(height + 1, dtype=np.float64)) * to_radian
+    if np.abs(edges).max() > math.pi / 2 + 1e-9:
+        return none("scene is geographic but its rows reach beyond the poles")
+    band = _band_area_per_radian(np.clip(edges, -math.pi / 2, math.pi / 2), *shape)
+    return abs(transform.a) * to_radian * np.abs(np.diff(band)), []
 
 
 @dataclass
@@ -43,6 +109,7 @@ class _Component:
     pieces: list[dict[str, Any]] = field(default_factory=list)  # GeoJSON-like, pixel coordinates
     prob_sum: float = 0.0
     count: int = 0
+    area_m2: float = 0.0
 
 
 class GeoJSONWriter:
@@ -82,12 +149,12 @@ class SeamPolygonizer:
         self,
         height: int,
         transform: Affine,
-        pixel_m2: float | None,
+        row_areas: np.ndarray | None,
         min_area_m2: float,
         emit: Callable[[Any, dict[str, Any]], None],
     ) -> None:
         self.height = height
-        self.pixel_m2 = pixel_m2
+        self.row_areas = row_areas  # m² of one pixel in each scene row (from row_areas_m2)
         self.min_area_m2 = min_area_m2
         self.emit = emit
         t = transform
@@ -112,8 +179,14 @@ class SeamPolygonizer:
             on = labels[mask]  # detections are far fewer than pixels: count only those
             counts = np.bincount(on, minlength=n + 1)
             sums = np.bincount(on, weights=prob[mask], minlength=n + 1)
+            if self.row_areas is not None:
+                rows = np.nonzero(mask)[0]  # same (row-major) order as labels[mask]
+                areas = np.bincount(on, weights=self.row_areas[row0 + rows], minlength=n + 1)
+            else:
+                areas = np.zeros(n + 1)
             for lab in range(1, n + 1):
-                self._open[base + lab] = _Component(prob_sum=float(sums[lab]), count=int(counts[lab]))
+                self._open[base + lab] = _Component(prob_sum=float(sums[lab]), count=int(counts[lab]),
+                                                    area_m2=float(areas[lab]))
             to_global = Affine.translation(0, row0)
             for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=to_global):
                 self._open[base + int(value)].pieces.append(geom)
@@ -156,10 +229,11 @@ class SeamPolygonizer:
                 dst.pieces.extend(src.pieces)
                 dst.prob_sum += src.prob_sum
                 dst.count += src.count
+                dst.area_m2 += src.area_m2
         return roots
 
     def _finish(self, comp: _Component) -> None:
-        area_m2 = comp.count * self.pixel_m2 if self.pixel_m2 is not None else None
+        area_m2 = comp.area_m2 if self.row_areas is not None else None
         if area_m2 is not None and area_m2 < self.min_area_m2:
             return
         if len(comp.pieces) == 1:  # the common case: no shapely round trip needed

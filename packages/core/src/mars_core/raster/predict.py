@@ -36,7 +36,7 @@ from mars_core.raster.io import (
     output_profile,
     plan_outputs,
 )
-from mars_core.raster.polygons import GeoJSONWriter, SeamPolygonizer, pixel_area_m2
+from mars_core.raster.polygons import GeoJSONWriter, SeamPolygonizer, row_areas_m2
 from mars_core.raster.tiling import TileGrid, make_grid
 from mars_core.tasks import TaskKind
 
@@ -192,8 +192,8 @@ def predict_scene(
         datasets = open_inputs(paths_in, contract, grid_tolerance, inputs_stack)
         ref = datasets[0]
         grid = make_grid(ref.height, ref.width, tile or contract.tile_size, overlap)
-        pixel_m2, notes = pixel_area_m2(ref.crs, ref.transform)
-        if min_area_m2 > 0 and pixel_m2 is None:
+        row_areas, notes = row_areas_m2(ref.crs, ref.transform, ref.height)
+        if min_area_m2 > 0 and row_areas is None:
             raise MarsError(f"min_area_m2 needs areas in m² but {notes[0].split(':')[0]}; use min_area_m2=0")
         reader = StripReader(datasets, contract, grid.tile)
         was_training = model.training
@@ -208,7 +208,7 @@ def predict_scene(
                 )
                 geojson = GeoJSONWriter(tmp.polygons, ref.crs, notes)
                 out_stack.callback(geojson.close)
-                poly = SeamPolygonizer(ref.height, ref.transform, pixel_m2, min_area_m2, geojson.write)
+                poly = SeamPolygonizer(ref.height, ref.transform, row_areas, min_area_m2, geojson.write)
                 writer = _BlockWriter(prob_ds, mask_ds, threshold, poly)
                 _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress)
                 poly.finish()
