@@ -9,7 +9,8 @@ noisy background, written block by block to a temporary directory):
 (a) streaming throughput of predict_scene (read windows, normalise, forward, centre-crop,
     write two compressed GeoTIFFs, vectorise to GeoJSON) in scene megapixels per second;
 (b) the bare forward pass of the same model over the same tiles held in memory (same number
-    of tiles, batch size and torch threads); overhead = streaming / bare - 1;
+    of tiles, batch size, torch threads and memory layout: channels_last unless
+    --no-channels-last, as predict_scene); overhead = streaming / bare - 1;
 (c) peak RSS of a child process running predict_scene only, for two scenes four times apart
     in pixel count (--size and --size/2 on a side); ratio = big / small;
 (d) with --wide W: peak RSS on a 1024-row scene W px wide (a HiRISE RED product is about
@@ -143,7 +144,7 @@ def child_stream(args: argparse.Namespace) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     res = predict_scene(
         model, make_contract(args.tile), [args.scene], out, overlap=args.overlap, batch_size=args.batch,
-        device=args.device, progress=False,
+        device=args.device, progress=False, channels_last=args.channels_last,
     )  # fmt: skip
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -181,11 +182,13 @@ def child_bare(args: argparse.Namespace) -> dict:
     del scene
     tiles = contract.normalisation.apply(tiles)
     model = build_model().to(args.device)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     with torch.inference_mode():
-        model(tiles[: args.batch].to(args.device))  # warm-up
+        model(tiles[: args.batch].to(args.device).contiguous(memory_format=layout))  # warm-up
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(0, grid.n_tiles, args.batch):
-            model(tiles[i : i + args.batch].to(args.device))
+            model(tiles[i : i + args.batch].to(args.device).contiguous(memory_format=layout))
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
@@ -202,6 +205,7 @@ def run_child(mode: str, scene: Path, workdir: Path, args: argparse.Namespace) -
         sys.executable, __file__, f"--child-{mode}", str(scene), "--workdir", str(workdir),
         "--device", args.device, "--threads", str(args.threads), "--tile", str(args.tile),
         "--overlap", str(args.overlap), "--batch", str(args.batch),
+        "--channels-last" if args.channels_last else "--no-channels-last",
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -221,6 +225,8 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=float, default=0.125)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                    help="memory layout of both the streaming run and the bare baseline")
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--child-stream", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-bare", type=Path, help=argparse.SUPPRESS)
@@ -277,6 +283,7 @@ def main() -> None:
             "batch": args.batch,
             "device": args.device,
             "torch_threads": args.threads,
+            "channels_last": args.channels_last,
             "torch": torch.__version__,
             "rasterio": rasterio.__version__,
             "gdal": rasterio.__gdal_version__,

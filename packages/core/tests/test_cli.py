@@ -113,6 +113,12 @@ def test_run_evaluate_predict_models_with_sqlite_tracking(toy, in_tmp, capsys):
         assert dst.crs == src.crs and dst.transform == src.transform
         assert dst.shape == src.shape
     assert (in_tmp / "out.geojson").exists()
+    # the default (channels_last) and --no-channels-last give the same probabilities
+    assert main(["predict", "toy", "--model", "models:/mars-toy@champion", "--input", str(scene),
+                 "--output", str(in_tmp / "nchw.tif"), "--tile", "16", "--overlap", "0.25",
+                 "--no-channels-last"]) == 0
+    with rasterio.open(in_tmp / "out.prob.tif") as a, rasterio.open(in_tmp / "nchw.prob.tif") as b:
+        np.testing.assert_allclose(a.read(1), b.read(1), rtol=0, atol=1e-5)
 
     # existing output is never overwritten silently
     assert main(["predict", "toy", "--model", "models:/mars-toy@champion", "--input", str(scene),

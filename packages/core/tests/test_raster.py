@@ -470,3 +470,53 @@ def test_geographic_areas_refused_when_they_cannot_be_right(tmp_path):
     with pytest.raises(MarsError, match="min_area_m2 needs areas in m² but scene is geographic with a rotated grid"):
         predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "x.tif", min_area_m2=1, progress=False)
     assert no_outputs(tmp_path, "in.tif")
+
+
+class NeedsNCHW(torch.nn.Module):
+    """A model written for the default layout only (like code that calls .view on its input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 1, 3, padding=1)
+        torch.nn.init.constant_(self.conv.weight, 0.1)
+        torch.nn.init.constant_(self.conv.bias, -0.2)
+        self.calls: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        self.calls.append(nhwc)
+        if nhwc:
+            raise RuntimeError("view size is not compatible with input tensor's size and stride")
+        return self.conv(x)
+
+
+def test_channels_last_gives_the_same_outputs_and_restores_the_model(tmp_path):
+    data = np.stack([scene(), scene(seed=1)])
+    src = write_tif(tmp_path / "in.tif", data)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1))
+    seen: list[bool] = []
+
+    def record(module, args):
+        x = args[0]
+        seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+
+    model.register_forward_pre_hook(record)
+    nhwc = predict_scene(model, contract(bands=2), [src], tmp_path / "a.tif", progress=False)
+    assert seen and all(seen)  # the model really ran on NHWC input
+    assert all(p.is_contiguous() for p in model.parameters())  # and got its layout back
+    seen.clear()
+    nchw = predict_scene(model, contract(bands=2), [src], tmp_path / "b.tif", channels_last=False, progress=False)
+    assert seen and not any(seen)
+    np.testing.assert_allclose(read(nhwc.probability)[0], read(nchw.probability)[0], rtol=0, atol=1e-5)
+    assert nhwc.warnings == () == nchw.warnings
+
+
+def test_model_that_cannot_take_channels_last_falls_back_with_a_note(tmp_path):
+    src = write_tif(tmp_path / "in.tif", np.stack([scene(), scene(seed=1)]))
+    model = NeedsNCHW()
+    res = predict_scene(model, contract(bands=2), [src], tmp_path / "a.tif", progress=False)
+    assert model.calls[0] is True and not any(model.calls[1:]) and len(model.calls) > 2
+    assert len(res.warnings) == 1 and "channels_last" in res.warnings[0] and "view size" in res.warnings[0]
+    ref = predict_scene(NeedsNCHW(), contract(bands=2), [src], tmp_path / "b.tif", channels_last=False, progress=False)
+    assert np.array_equal(read(res.probability)[0], read(ref.probability)[0], equal_nan=True)

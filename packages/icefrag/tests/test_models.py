@@ -128,3 +128,18 @@ def test_pretrained_from_local_file(tmp_path) -> None:
     model = SiameseResNet50(in_channels=1, pretrained=str(path))
     torch.testing.assert_close(model.encoder.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
     torch.testing.assert_close(model.encoder.conv1.weight, ref.conv1.weight.sum(1, keepdim=True))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_logits_on_channels_last_input(name: str) -> None:
+    # Whole-scene prediction runs models on NHWC tensors (mars_core.raster): every model of
+    # this task must accept them and give the same answer, or prediction falls back to the slower layout.
+    plugins.reset()
+    model = plugins.get_registries().models.get(name)().eval()
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(2, 1, 64, 64), torch.randn(2, 1, 64, 64)
+    with torch.inference_mode():
+        nchw = model(x1, x2)
+        model.to(memory_format=torch.channels_last)
+        nhwc = model(*(x.contiguous(memory_format=torch.channels_last) for x in (x1, x2)))
+    torch.testing.assert_close(nhwc, nchw, rtol=1e-4, atol=1e-4 * float(nchw.abs().max()))

@@ -76,3 +76,18 @@ def test_bad_params() -> None:
         marslsnet(size="XL")
     with pytest.raises(ValueError, match="kernel"):
         marslsnet(kernel=7)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_FACTORIES))
+def test_same_logits_on_channels_last_input(name: str) -> None:
+    # Whole-scene prediction runs models on NHWC tensors (mars_core.raster): every model of
+    # this task must accept them and give the same answer, or prediction falls back to the slower layout.
+    torch.manual_seed(0)
+    params = {"size": "S", "kernel": 3} if name == "marslsnet" else {}
+    model = MODEL_FACTORIES[name](in_channels=7, **params).eval()
+    x = torch.randn(2, 7, 64, 64)
+    with torch.inference_mode():
+        nchw = model(x)
+        model.to(memory_format=torch.channels_last)
+        nhwc = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(nhwc, nchw, rtol=1e-4, atol=1e-4 * float(nchw.abs().max()))

@@ -165,6 +165,8 @@ def predict(
     min_area: float | None = typer.Option(None, "--min-area", min=0.0, help="Drop polygons smaller than this "
                                              "(m²); default: the model's min_component_px times the pixel area."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
+                                       help="Run the model on NHWC tensors (faster convolutions)."),
 ) -> None:
     """Stream whole scenes through a model into GeoTIFF + GeoJSON."""
     from mars_core.engine import resolve_device
@@ -180,7 +182,8 @@ def predict(
         min_area = _default_min_area(loaded.contract, inputs[0])
     result = predict_scene(loaded.model, loaded.contract, inputs, output, tile=tile, overlap=overlap,
                            batch_size=batch_size, device=resolve_device(device), threshold=threshold,
-                           min_area_m2=min_area, overwrite=overwrite, progress=True)
+                           min_area_m2=min_area, overwrite=overwrite, progress=True,
+                           channels_last=channels_last)
     rows = [(k, str(v)) for k, v in _result_rows(result)]
     console.print(paths_table(rows, title=f"{task}: prediction"))
 
