@@ -520,3 +520,38 @@ def test_model_that_cannot_take_channels_last_falls_back_with_a_note(tmp_path):
     assert len(res.warnings) == 1 and "channels_last" in res.warnings[0] and "view size" in res.warnings[0]
     ref = predict_scene(NeedsNCHW(), contract(bands=2), [src], tmp_path / "b.tif", channels_last=False, progress=False)
     assert np.array_equal(read(res.probability)[0], read(ref.probability)[0], equal_nan=True)
+
+
+def test_write_error_mid_scene_reaches_the_caller_and_leaves_no_file(tmp_path, monkeypatch):
+    from mars_core.raster import predict as predict_module
+
+    calls = {"n": 0}
+    real_write = predict_module._BlockWriter._write
+
+    def failing_write(self, h):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError("disk full (simulated)")
+        real_write(self, h)
+
+    monkeypatch.setattr(predict_module._BlockWriter, "_write", failing_write)
+    src = write_tif(tmp_path / "in.tif", scene(h=600))  # 3 block strips of 256 rows
+    with pytest.raises(OSError, match="disk full"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    assert calls["n"] == 2 and no_outputs(tmp_path, "in.tif")
+
+
+def test_model_error_mid_scene_leaves_no_file(tmp_path):
+    class FailsLater(AffineOfBand0):
+        calls = 0
+
+        def forward(self, x):
+            FailsLater.calls += 1
+            if FailsLater.calls == 5:
+                raise RuntimeError("out of memory (simulated)")
+            return super().forward(x)
+
+    src = write_tif(tmp_path / "in.tif", scene(h=600))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict_scene(FailsLater(), contract(), [src], tmp_path / "o.tif", batch_size=2, progress=False)
+    assert FailsLater.calls == 5 and no_outputs(tmp_path, "in.tif")
