@@ -120,6 +120,16 @@ def test_run_evaluate_predict_models_with_sqlite_tracking(toy, in_tmp, capsys):
     with rasterio.open(in_tmp / "out.prob.tif") as a, rasterio.open(in_tmp / "nchw.prob.tif") as b:
         np.testing.assert_allclose(a.read(1), b.read(1), rtol=0, atol=1e-5)
 
+    # --min-pixels leaves small components out of the GeoJSON (the toy model sets no default)
+    sizes = sorted(f["properties"]["area_px"] for f in json.loads((in_tmp / "out.geojson").read_text())["features"])
+    assert len(set(sizes)) >= 2, sizes  # precondition: components of different sizes to filter
+    cut = sizes[len(sizes) // 2] + 1 if sizes[len(sizes) // 2] < sizes[-1] else sizes[-1]
+    assert main(["predict", "toy", "--model", "models:/mars-toy@champion", "--input", str(scene),
+                 "--output", str(in_tmp / "big.tif"), "--tile", "16", "--overlap", "0.25",
+                 "--min-pixels", str(cut)]) == 0
+    kept = [f["properties"]["area_px"] for f in json.loads((in_tmp / "big.geojson").read_text())["features"]]
+    assert sorted(kept) == [n for n in sizes if n >= cut] and len(kept) < len(sizes)
+
     # existing output is never overwritten silently
     assert main(["predict", "toy", "--model", "models:/mars-toy@champion", "--input", str(scene),
                  "--output", str(in_tmp / "out.tif"), "--tile", "16"]) == 2

@@ -555,3 +555,14 @@ def test_model_error_mid_scene_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError, match="out of memory"):
         predict_scene(FailsLater(), contract(), [src], tmp_path / "o.tif", batch_size=2, progress=False)
     assert FailsLater.calls == 5 and no_outputs(tmp_path, "in.tif")
+
+
+def test_min_area_px_works_without_any_crs(tmp_path):
+    # A pixel threshold needs no georeference: the 2x2 square (4 px) goes, the rest stays.
+    src = write_tif(tmp_path / "in.tif", squares_scene()[:300], crs=None)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", min_area_px=5, progress=False)
+    fc = json.loads(res.polygons.read_text())
+    assert sorted(f["properties"]["area_px"] for f in fc["features"]) == [100, 120, 295 * 5]
+    assert int((read(res.mask)[0] == 1).sum()) == 4 + 100 + 120 + 295 * 5  # the mask keeps everything
+    with pytest.raises(MarsError, match="min_area_px must be a non-negative whole number"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "x.tif", min_area_px=-1, progress=False)

@@ -162,8 +162,10 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
     threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0),
-    min_area: float | None = typer.Option(None, "--min-area", min=0.0, help="Drop polygons smaller than this "
-                                             "(m²); default: the model's min_component_px times the pixel area."),
+    min_area: float = typer.Option(0.0, "--min-area", min=0.0, help="Leave polygons smaller than this "
+                                   "many m² out of the GeoJSON (needs a projected or geographic CRS)."),
+    min_pixels: int | None = typer.Option(None, "--min-pixels", min=0, help="Leave polygons of fewer pixels "
+                                          "out of the GeoJSON; default: the model's min_component_px, else 0."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
                                        help="Run the model on NHWC tensors (faster convolutions)."),
@@ -178,11 +180,11 @@ def predict(
         if not path.exists():
             raise MarsError(f"input not found: {path}")
     loaded = _load_model(model, task)
-    if min_area is None:
-        min_area = _default_min_area(loaded.contract, inputs[0])
+    if min_pixels is None:
+        min_pixels = int((loaded.contract.model_extra or {}).get("min_component_px") or 0)
     result = predict_scene(loaded.model, loaded.contract, inputs, output, tile=tile, overlap=overlap,
                            batch_size=batch_size, device=resolve_device(device), threshold=threshold,
-                           min_area_m2=min_area, overwrite=overwrite, progress=True,
+                           min_area_m2=min_area, min_area_px=min_pixels, overwrite=overwrite, progress=True,
                            channels_last=channels_last)
     rows = [(k, str(v)) for k, v in _result_rows(result)]
     console.print(paths_table(rows, title=f"{task}: prediction"))
@@ -224,26 +226,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) or "-"
     return str(value)
-
-
-def _default_min_area(contract: Any, scene: Path) -> float:
-    """Translate the task's smallest meaningful component (in pixels) into m² for this scene.
-
-    Only possible when the scene's CRS is projected in metres; otherwise nothing is dropped.
-    """
-    min_px = (contract.model_extra or {}).get("min_component_px")
-    if not min_px:
-        return 0.0
-    import rasterio
-
-    try:
-        with rasterio.open(scene) as src:
-            crs, transform = src.crs, src.transform
-    except rasterio.errors.RasterioError:
-        return 0.0  # predict_scene reports the unreadable input with its own message
-    if crs is None or not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
-        return 0.0
-    return float(min_px) * abs(transform.a * transform.e - transform.b * transform.d)
 
 
 def _place_checkpoints(cfg: Any) -> None:

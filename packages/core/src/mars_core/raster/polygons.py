@@ -152,10 +152,12 @@ class SeamPolygonizer:
         row_areas: np.ndarray | None,
         min_area_m2: float,
         emit: Callable[[Any, dict[str, Any]], None],
+        min_area_px: int = 0,
     ) -> None:
         self.height = height
         self.row_areas = row_areas  # m² of one pixel in each scene row (from row_areas_m2)
         self.min_area_m2 = min_area_m2
+        self.min_area_px = min_area_px
         self.emit = emit
         t = transform
         # row vectors (col, row) @ matrix + offset = (x, y)
@@ -234,7 +236,7 @@ class SeamPolygonizer:
 
     def _finish(self, comp: _Component) -> None:
         area_m2 = comp.area_m2 if self.row_areas is not None else None
-        if area_m2 is not None and area_m2 < self.min_area_m2:
+        if comp.count < self.min_area_px or (area_m2 is not None and area_m2 < self.min_area_m2):
             return
         if len(comp.pieces) == 1:  # the common case: no shapely round trip needed
             geom = comp.pieces[0]

@@ -146,6 +146,7 @@ def predict_scene(
     device: str | torch.device = "cpu",
     threshold: float | None = None,
     min_area_m2: float = 0.0,
+    min_area_px: int = 0,
     grid_tolerance: float = 0.01,
     blend: str = "centre",
     progress: bool = True,
@@ -160,7 +161,8 @@ def predict_scene(
       255 = nodata. The mask is *the* product, so it gets the exact name asked for;
     * ``out.prob.tif`` - probability, float32, nodata NaN;
     * ``out.geojson`` - detection polygons in the source CRS with ``area_m2``, ``area_px``,
-      ``mean_prob``; the CRS WKT is in the top-level ``crs`` member.
+      ``mean_prob``; the CRS WKT is in the top-level ``crs`` member. Components under
+      ``min_area_px`` pixels or ``min_area_m2`` m² are left out of it (not out of the mask).
 
     Both GeoTIFFs are tiled (256x256), zstd-compressed with a predictor, on the source grid
     with the source CRS (Mars CRSs pass through unchanged; a scene without CRS gives outputs
@@ -193,6 +195,8 @@ def predict_scene(
         raise MarsError(f"threshold must be between 0 and 1, got {threshold}")
     if min_area_m2 < 0:
         raise MarsError(f"min_area_m2 must be >= 0, got {min_area_m2}")
+    if not isinstance(min_area_px, int) or min_area_px < 0:
+        raise MarsError(f"min_area_px must be a non-negative whole number of pixels, got {min_area_px!r}")
     paths_in = [Path(p) for p in inputs]
     paths = plan_outputs(output, paths_in, overwrite)
     dev = torch.device(device)
@@ -219,7 +223,8 @@ def predict_scene(
                 )
                 geojson = GeoJSONWriter(tmp.polygons, ref.crs, notes)
                 out_stack.callback(geojson.close)
-                poly = SeamPolygonizer(ref.height, ref.transform, row_areas, min_area_m2, geojson.write)
+                poly = SeamPolygonizer(ref.height, ref.transform, row_areas, min_area_m2, geojson.write,
+                                       min_area_px=min_area_px)
                 writer = _BlockWriter(prob_ds, mask_ds, threshold, poly)
                 notes += _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress, channels_last)
                 poly.finish()
