@@ -566,3 +566,50 @@ def test_min_area_px_works_without_any_crs(tmp_path):
     assert int((read(res.mask)[0] == 1).sum()) == 4 + 100 + 120 + 295 * 5  # the mask keeps everything
     with pytest.raises(MarsError, match="min_area_px must be a non-negative whole number"):
         predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "x.tif", min_area_px=-1, progress=False)
+
+
+def test_per_component_and_whole_strip_vectorising_give_the_same_polygons(monkeypatch):
+    from shapely.geometry import shape
+
+    from mars_core.raster.polygons import SeamPolygonizer
+
+    rng = np.random.default_rng(3)
+    mask = ndimage_blobs(rng, (300, 400))
+    mask[100:140, 100:140] = True  # a ring with a component inside its hole
+    mask[110:130, 110:130] = False
+    mask[115:125, 115:125] = True
+    prob = rng.uniform(0.5, 1.0, mask.shape).astype(np.float32)
+
+    def polygons(per_component_max: int) -> list:
+        monkeypatch.setattr(SeamPolygonizer, "PER_COMPONENT_MAX", per_component_max)
+        monkeypatch.setattr(SeamPolygonizer, "PER_COMPONENT_MAX_COVER", 1.0)
+        out: list = []
+        poly = SeamPolygonizer(300, TRANSFORM, np.full(300, 0.0625), 0.0, lambda g, p: out.append((g, p)))
+        for r0 in range(0, 300, 128):  # three strips, so seams are crossed too
+            poly.add_strip(r0, mask[r0 : r0 + 128], prob[r0 : r0 + 128])
+        poly.finish()
+        return sorted(((shape(g).wkt, p["area_px"], round(p["mean_prob"], 6)) for g, p in out))
+
+    calls = {"n": 0}
+    from mars_core.raster import polygons as polygons_module
+
+    real_shapes = polygons_module.shapes
+
+    def counting_shapes(*args, **kwargs):
+        calls["n"] += 1
+        return real_shapes(*args, **kwargs)
+
+    monkeypatch.setattr(polygons_module, "shapes", counting_shapes)
+    per_component = polygons(10**9)
+    per_component_calls, calls["n"] = calls["n"], 0
+    whole_strip = polygons(0)
+    assert calls["n"] == 3 and per_component_calls > 20  # both paths really ran
+    assert len(per_component) > 20 and per_component == whole_strip
+    assert any("), (" in wkt for wkt, _, _ in per_component)  # a polygon with a hole took part
+
+
+def ndimage_blobs(rng, shape_hw):
+    from scipy import ndimage
+
+    noise = ndimage.gaussian_filter(rng.normal(size=shape_hw), 4)
+    return noise > 0.12

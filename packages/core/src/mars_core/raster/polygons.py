@@ -145,6 +145,11 @@ class GeoJSONWriter:
 class SeamPolygonizer:
     """Accepts consecutive mask strips top to bottom; emits each finished polygon once."""
 
+    # One whole-strip pass instead of one per component above this many components per strip,
+    # or when the components' bounding boxes cover more than this fraction of the strip.
+    PER_COMPONENT_MAX = 20_000
+    PER_COMPONENT_MAX_COVER = 0.5
+
     def __init__(
         self,
         height: int,
@@ -189,9 +194,7 @@ class SeamPolygonizer:
             for lab in range(1, n + 1):
                 self._open[base + lab] = _Component(prob_sum=float(sums[lab]), count=int(counts[lab]),
                                                     area_m2=float(areas[lab]))
-            to_global = Affine.translation(0, row0)
-            for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=to_global):
-                self._open[base + int(value)].pieces.append(geom)
+            self._vectorise(labels, n, row0, base)
         first = np.where(labels[0] > 0, labels[0] + base, 0)
         roots: dict[int, int] = {}
         if self._last_row is not None:
@@ -204,6 +207,31 @@ class SeamPolygonizer:
         still_open = set() if at_bottom else set(np.unique(last[last > 0]).tolist())
         for gid in [g for g in self._open if g not in still_open]:
             self._finish(self._open.pop(gid))
+
+    def _vectorise(self, labels: np.ndarray, n: int, row0: int, base: int) -> None:
+        """Polygons of the strip's components, in global pixel coordinates.
+
+        Why per component: GDAL's polygoniser scans every pixel it is given, and detections
+        usually cover a small part of a strip, so tracing each component inside its bounding
+        box is cheaper than tracing the whole strip. When the boxes cover much of the strip
+        (a noisy mask of countless specks), one call over the strip is cheaper and is used.
+        Both give the same integer-vertex polygons (holes included).
+        """
+        boxes = ndimage.find_objects(labels, max_label=n)
+        covered = sum((b[0].stop - b[0].start) * (b[1].stop - b[1].start) for b in boxes if b is not None)
+        if n > self.PER_COMPONENT_MAX or covered > self.PER_COMPONENT_MAX_COVER * labels.size:
+            to_global = Affine.translation(0, row0)
+            for geom, value in shapes(labels, mask=labels > 0, connectivity=4, transform=to_global):
+                self._open[base + int(value)].pieces.append(geom)
+            return
+        for lab, box in enumerate(boxes, start=1):
+            if box is None:
+                continue
+            inside = labels[box] == lab
+            to_global = Affine.translation(box[1].start, row0 + box[0].start)
+            pieces = self._open[base + lab].pieces
+            for geom, _ in shapes(inside.view(np.uint8), mask=inside, connectivity=4, transform=to_global):
+                pieces.append(geom)
 
     def _merge_across_seam(self, above: np.ndarray, below: np.ndarray) -> dict[int, int]:
         """Union components 4-adjacent across the seam; returns id -> surviving id."""
