@@ -26,18 +26,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
+from bench_raster import MARS_WKT  # same Mars stereographic CRS as the raster benchmark
 
 from mars_core.data import InputContract, Normalisation
 from mars_core.plugins import get_registries
 from mars_core.raster import predict_scene
 from mars_core.tasks import TaskKind
 
-MARS_WKT = (
-    'PROJCS["Oblique_Stereographic",GEOGCS["GCS_D_MARS",DATUM["MARS",SPHEROID["MARS",3396190,0]],'
-    'PRIMEM["Reference Meridian",0],UNIT["degree",0.0174532925199433]],PROJECTION["Stereographic"],'
-    'PARAMETER["latitude_of_origin",0],PARAMETER["central_meridian",0],PARAMETER["scale_factor",1],'
-    'PARAMETER["false_easting",0],PARAMETER["false_northing",0],UNIT["metre",1]]'
-)
 KINDS = {"icefrag": (TaskKind.CHANGE_DETECTION, 1, "uint16"), "landslide": (TaskKind.SEGMENTATION, 7, "float32")}
 
 

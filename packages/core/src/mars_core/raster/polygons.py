@@ -90,8 +90,8 @@ def _geographic_row_areas(crs: CRS, transform: Affine, height: int) -> tuple[np.
 
     if transform.b != 0 or transform.d != 0:
         return none("scene is geographic with a rotated grid")
-    shape = ellipsoid_of(crs)
-    if shape is None:
+    ellipsoid = ellipsoid_of(crs)
+    if ellipsoid is None:
         return none("scene is geographic but its CRS names no ellipsoid or sphere")
     try:
         _, to_radian = crs.units_factor
@@ -100,7 +100,7 @@ def _geographic_row_areas(crs: CRS, transform: Affine, height: int) -> tuple[np.
     edges = (transform.f + transform.e * np.arange(height + 1, dtype=np.float64)) * to_radian
     if np.abs(edges).max() > math.pi / 2 + 1e-9:
         return none("scene is geographic but its rows reach beyond the poles")
-    band = _band_area_per_radian(np.clip(edges, -math.pi / 2, math.pi / 2), *shape)
+    band = _band_area_per_radian(np.clip(edges, -math.pi / 2, math.pi / 2), *ellipsoid)
     return abs(transform.a) * to_radian * np.abs(np.diff(band)), []
 
 

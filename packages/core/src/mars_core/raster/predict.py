@@ -177,7 +177,7 @@ def predict_scene(
     :class:`MarsError` for every user mistake (unreadable input, band count, pair not on one
     grid, bad tiling, existing output, scene without valid pixels) and then writes nothing.
 
-    ``channels_last`` runs the model on NHWC tensors: measured 1.0-1.3x faster on CPU for the
+    ``channels_last`` runs the model on NHWC tensors: measured 1.0-1.4x faster on CPU for the
     task models here (see the core's BENCHMARK.md) and the usual fast path for convolutions on
     GPUs. A model that cannot run on NHWC input fails its first batch; that batch is then
     retried in the default layout and the rest of the scene stays there (with a warning).
@@ -226,7 +226,7 @@ def predict_scene(
                 poly = SeamPolygonizer(ref.height, ref.transform, row_areas, min_area_m2, geojson.write,
                                        min_area_px=min_area_px)
                 writer = _BlockWriter(prob_ds, mask_ds, threshold, poly)
-                notes += _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress, channels_last)
+                run_notes = _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress, channels_last)
                 poly.finish()
                 if writer.n_valid == 0:
                     raise MarsError(f"{paths_in[0]} contains no valid pixels (everything is nodata)")
@@ -245,7 +245,7 @@ def predict_scene(
         seconds=time.perf_counter() - start,
         megapixels=ref.height * ref.width / 1e6,
         n_valid_pixels=writer.n_valid,
-        warnings=tuple(notes),
+        warnings=(*notes, *run_notes),
     )
 
 
