@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the engine, never by the CLI's start-up path
+    import torch
 
 
 class TaskKind(str, Enum):
@@ -65,6 +66,8 @@ def probabilities(kind: TaskKind, logits: torch.Tensor) -> torch.Tensor:
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    import torch
+
     return {
         k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
     }
