@@ -28,6 +28,8 @@ MARS_WKT = (
 )
 TRANSFORM = Affine(0.25, 0.0, 1000.0, 0.0, -0.25, 5000.0)
 MEAN, STD = 100.0, 50.0
+# Tests that check probabilities to 1e-5 read the float32 output (uint8 is the default).
+F32 = {"probability": "float32"}
 
 
 def write_tif(path: Path, data: np.ndarray, *, crs=MARS_WKT, transform=TRANSFORM, nodata=None) -> Path:
@@ -103,7 +105,7 @@ def read(path: Path):
 def test_affine_model_reproduced_exactly_across_seams(tmp_path):
     raw = scene()
     src = write_tif(tmp_path / "in.tif", raw)
-    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "out.tif", overlap=0.25, progress=False)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "out.tif", overlap=0.25, progress=False, **F32)
     assert isinstance(res, PredictionResult)
     assert res.paths == (tmp_path / "out.tif", tmp_path / "out.prob.tif", tmp_path / "out.geojson")
     assert all(p.exists() for p in res.paths)
@@ -130,10 +132,10 @@ def test_centre_crop_removes_seams_when_margin_covers_receptive_field(tmp_path, 
     model = FixedConv(k)
     x = torch.from_numpy((raw - MEAN) / STD)[None, None]
     expected = torch.sigmoid(model(x))[0, 0].double().numpy()
-    res = predict_scene(model, contract(), [src], tmp_path / "out.tif", overlap=0.25, progress=False)
+    res = predict_scene(model, contract(), [src], tmp_path / "out.tif", overlap=0.25, progress=False, **F32)
     assert np.abs(read(res.probability)[0] - expected).max() < 1e-5
     # Without overlap the seams show: proves the comparison above can fail.
-    bad = predict_scene(model, contract(), [src], tmp_path / "bad.tif", overlap=0.0, progress=False)
+    bad = predict_scene(model, contract(), [src], tmp_path / "bad.tif", overlap=0.0, progress=False, **F32)
     assert np.abs(read(bad.probability)[0] - expected).max() > 1e-3
 
 
@@ -141,7 +143,7 @@ def test_change_detection_pair(tmp_path):
     a, b = scene(seed=2), scene(seed=3)
     p1, p2 = write_tif(tmp_path / "t1.tif", a), write_tif(tmp_path / "t2.tif", b)
     kind = TaskKind.CHANGE_DETECTION
-    res = predict_scene(AbsDiff(), contract(kind), [p1, p2], tmp_path / "chg.tif", progress=False)
+    res = predict_scene(AbsDiff(), contract(kind), [p1, p2], tmp_path / "chg.tif", progress=False, **F32)
     expected = sigmoid(AbsDiff.A * np.abs(a.astype(np.float64) - b) / STD + AbsDiff.B)
     assert np.abs(read(res.probability)[0] - expected).max() < 1e-5
 
@@ -151,7 +153,7 @@ def test_nodata_stays_nodata(tmp_path):
     raw[0, 100:180, 200:330] = 0  # nodata in band 0 only
     raw[1, 5, 7] = 0  # one pixel in band 1
     src = write_tif(tmp_path / "in.tif", raw, nodata=0)
-    res = predict_scene(AffineOfBand0(), contract(bands=2), [src], tmp_path / "o.tif", progress=False)
+    res = predict_scene(AffineOfBand0(), contract(bands=2), [src], tmp_path / "o.tif", progress=False, **F32)
     prob, mask = read(res.probability)[0], read(res.mask)[0]
     invalid = (raw == 0).any(axis=0)
     assert np.isnan(prob[invalid]).all() and (mask[invalid] == 255).all()
@@ -166,9 +168,38 @@ def test_nan_pixels_are_nodata(tmp_path):
     raw = scene()
     raw[:, 40:60] = np.nan
     src = write_tif(tmp_path / "in.tif", raw)
-    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False, **F32)
     prob = read(res.probability)[0]
     assert np.isnan(prob[:, 40:60]).all() and not np.isnan(prob[:, :40]).any()
+
+
+def test_default_probability_is_uint8_with_scale_tags_and_nodata(tmp_path):
+    raw = np.random.default_rng(4).integers(1, 200, (300, 517)).astype(np.uint16)
+    raw[100:180, 200:330] = 0
+    src = write_tif(tmp_path / "in.tif", raw, nodata=0)
+    u8 = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "u8.tif", progress=False)
+    f32 = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "f32.tif", progress=False,
+                        probability="float32")
+    with rasterio.open(u8.probability) as ds:
+        dn, scale, offset, nodata = ds.read(1), ds.scales[0], ds.offsets[0], ds.nodata
+        assert ds.dtypes == ("uint8",) and ds.profile["compress"] == "zstd"
+    assert (scale, offset, nodata) == (pytest.approx(1 / 254), 0.0, 255)
+    exact = read(f32.probability)[0]
+    invalid = raw == 0
+    assert (dn[invalid] == 255).all() and (dn[~invalid] <= 254).all()
+    decoded = dn[~invalid] * scale + offset
+    # Rounding to the nearest of 254 steps: never more than half a step away.
+    assert np.abs(decoded - exact[~invalid]).max() <= 0.5 / 254 + 1e-7
+    # The mask is thresholded before encoding, so it is identical in both formats.
+    assert np.array_equal(read(u8.mask)[0], read(f32.mask)[0])
+    assert u8.probability.stat().st_size < f32.probability.stat().st_size
+
+
+def test_unknown_probability_format_is_a_user_error(tmp_path):
+    src = write_tif(tmp_path / "in.tif", scene())
+    with pytest.raises(MarsError, match="probability must be one of uint8, float32"):
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False, probability="f16")
+    assert no_outputs(tmp_path, "in.tif")
 
 
 def no_outputs(tmp_path: Path, *inputs: str) -> bool:
@@ -234,9 +265,9 @@ def test_existing_output_is_not_overwritten(tmp_path):
     src = write_tif(tmp_path / "in.tif", scene())
     (tmp_path / "o.prob.tif").write_bytes(b"keep me")
     with pytest.raises(MarsError, match="already exists"):
-        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False)
+        predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False, **F32)
     assert (tmp_path / "o.prob.tif").read_bytes() == b"keep me" and not (tmp_path / "o.tif").exists()
-    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False, overwrite=True)
+    res = predict_scene(AffineOfBand0(), contract(), [src], tmp_path / "o.tif", progress=False, **F32, overwrite=True)
     assert read(res.probability)[0].shape == (300, 517)
 
 
@@ -331,7 +362,7 @@ def test_iau_code_passes_through(tmp_path):
 def test_scene_smaller_than_tile(tmp_path):
     raw = scene()[:30, :50]
     src = write_tif(tmp_path / "in.tif", raw)
-    res = predict_scene(FixedConv(3), contract(), [src], tmp_path / "o.tif", progress=False)
+    res = predict_scene(FixedConv(3), contract(), [src], tmp_path / "o.tif", progress=False, **F32)
     x = torch.from_numpy((raw - MEAN) / STD)[None, None]
     expected = torch.sigmoid(FixedConv(3)(x))[0, 0].double().numpy()
     assert res.n_tiles == 1 and np.abs(read(res.probability)[0] - expected).max() < 1e-5
@@ -380,7 +411,7 @@ def test_narrow_scene_batches_span_rows_and_skipped_rows(tmp_path):
     raw[120:200] = np.nan  # whole tile rows without valid pixels: skipped, written as nodata
     src = write_tif(tmp_path / "in.tif", raw)
     model = FixedConv(3)
-    res = predict_scene(model, contract(), [src], tmp_path / "o.tif", batch_size=5, progress=False)
+    res = predict_scene(model, contract(), [src], tmp_path / "o.tif", batch_size=5, progress=False, **F32)
     x = torch.from_numpy(np.nan_to_num((raw - MEAN) / STD))[None, None]
     expected = torch.sigmoid(model(x))[0, 0].double().numpy()
     prob = read(res.probability)[0]
@@ -502,11 +533,12 @@ def test_channels_last_gives_the_same_outputs_and_restores_the_model(tmp_path):
         seen.append(x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
 
     model.register_forward_pre_hook(record)
-    nhwc = predict_scene(model, contract(bands=2), [src], tmp_path / "a.tif", progress=False)
+    nhwc = predict_scene(model, contract(bands=2), [src], tmp_path / "a.tif", progress=False, **F32)
     assert seen and all(seen)  # the model really ran on NHWC input
     assert all(p.is_contiguous() for p in model.parameters())  # and got its layout back
     seen.clear()
-    nchw = predict_scene(model, contract(bands=2), [src], tmp_path / "b.tif", channels_last=False, progress=False)
+    nchw = predict_scene(model, contract(bands=2), [src], tmp_path / "b.tif", channels_last=False, progress=False,
+                         **F32)
     assert seen and not any(seen)
     np.testing.assert_allclose(read(nhwc.probability)[0], read(nchw.probability)[0], rtol=0, atol=1e-5)
     assert nhwc.warnings == () == nchw.warnings
@@ -515,10 +547,11 @@ def test_channels_last_gives_the_same_outputs_and_restores_the_model(tmp_path):
 def test_model_that_cannot_take_channels_last_falls_back_with_a_note(tmp_path):
     src = write_tif(tmp_path / "in.tif", np.stack([scene(), scene(seed=1)]))
     model = NeedsNCHW()
-    res = predict_scene(model, contract(bands=2), [src], tmp_path / "a.tif", progress=False)
+    res = predict_scene(model, contract(bands=2), [src], tmp_path / "a.tif", progress=False, **F32)
     assert model.calls[0] is True and not any(model.calls[1:]) and len(model.calls) > 2
     assert len(res.warnings) == 1 and "channels_last" in res.warnings[0] and "view size" in res.warnings[0]
-    ref = predict_scene(NeedsNCHW(), contract(bands=2), [src], tmp_path / "b.tif", channels_last=False, progress=False)
+    ref = predict_scene(NeedsNCHW(), contract(bands=2), [src], tmp_path / "b.tif", channels_last=False,
+                        progress=False, **F32)
     assert np.array_equal(read(res.probability)[0], read(ref.probability)[0], equal_nan=True)
 
 

@@ -42,6 +42,12 @@ from mars_core.raster.tiling import TileGrid, make_grid
 from mars_core.tasks import TaskKind
 
 MASK_NODATA = 255
+# uint8 probability: p = DN / 254 (GDAL scale tag), DN 255 = nodata. 254 steps rather than
+# 255 because a nodata code is needed; the 0.002 quantisation error is far below any
+# model's calibration, and the mask is thresholded on the float value before encoding.
+PROB_U8_MAX = 254
+PROB_U8_NODATA = 255
+PROBABILITY_FORMATS = ("uint8", "float32")
 log = logging.getLogger(__name__)
 
 
@@ -81,8 +87,10 @@ class _BlockWriter:
     Writing whole 256-row strips means every compressed block is written exactly once.
     """
 
-    def __init__(self, prob_ds: DatasetWriter, mask_ds: DatasetWriter, threshold: float, poly: SeamPolygonizer) -> None:
+    def __init__(self, prob_ds: DatasetWriter, mask_ds: DatasetWriter, threshold: float, poly: SeamPolygonizer,
+                 probability: str = "uint8") -> None:
         self.prob_ds, self.mask_ds = prob_ds, mask_ds
+        self.quantise = probability == "uint8"
         self.height, self.width = prob_ds.height, prob_ds.width
         self.threshold = threshold
         self.poly = poly
@@ -93,6 +101,8 @@ class _BlockWriter:
         self._nodata = np.empty((rows, self.width), bool)
         self._detected = np.empty((rows, self.width), bool)
         self._mask = np.empty((rows, self.width), np.uint8)
+        self._scaled = np.empty((rows, self.width), np.float32) if self.quantise else None
+        self._prob_u8 = np.empty((rows, self.width), np.uint8) if self.quantise else None
         self.n_valid = 0
 
     def add(self, prob: np.ndarray) -> None:
@@ -117,9 +127,22 @@ class _BlockWriter:
         mask[...] = detected
         mask[nodata] = MASK_NODATA
         self.n_valid += int(nodata.size - np.count_nonzero(nodata))
-        self.prob_ds.write(prob, 1, window=window)
+        if self.quantise:
+            self.prob_ds.write(self._encode(prob, nodata, h), 1, window=window)
+        else:
+            self.prob_ds.write(prob, 1, window=window)
         self.mask_ds.write(mask, 1, window=window)
         self.poly.add_strip(self.row0, detected, prob)
+
+    def _encode(self, prob: np.ndarray, nodata: np.ndarray, h: int) -> np.ndarray:
+        """``round(p * 254)`` in preallocated buffers; 255 marks nodata (NaN in float32 output)."""
+        assert self._scaled is not None and self._prob_u8 is not None
+        scaled, out = self._scaled[:h], self._prob_u8[:h]
+        np.multiply(prob, PROB_U8_MAX, out=scaled)
+        scaled[nodata] = PROB_U8_NODATA
+        np.rint(scaled, out=scaled)
+        out[...] = scaled  # NaN were replaced above, so the cast is defined everywhere
+        return out
 
 
 def _progress(enabled: bool) -> Progress:
@@ -152,6 +175,7 @@ def predict_scene(
     progress: bool = True,
     overwrite: bool = False,
     channels_last: bool = True,
+    probability: str = "uint8",
 ) -> PredictionResult:
     """Predict a whole scene (or a pair of co-registered scenes) far larger than memory.
 
@@ -159,7 +183,11 @@ def predict_scene(
 
     * ``out.tif`` - binary mask, uint8 1 = detection (probability >= threshold), 0 = none,
       255 = nodata. The mask is *the* product, so it gets the exact name asked for;
-    * ``out.prob.tif`` - probability, float32, nodata NaN;
+    * ``out.prob.tif`` - probability. With ``probability="uint8"`` (the default) DN 0-254
+      encode p = DN / 254 and 255 is nodata; the band carries GDAL scale/offset (1/254, 0), so
+      GDAL (``-unscale``), QGIS and ``rasterio`` (``ds.scales``) recover p. A quarter of the
+      bytes of float32 and much cheaper to compress, which is most of the streaming overhead
+      (see the core's BENCHMARK.md). ``probability="float32"`` writes p itself, nodata NaN;
     * ``out.geojson`` - detection polygons in the source CRS with ``area_m2``, ``area_px``,
       ``mean_prob``; the CRS WKT is in the top-level ``crs`` member. Components under
       ``min_area_px`` pixels or ``min_area_m2`` m² are left out of it (not out of the mask).
@@ -188,6 +216,8 @@ def predict_scene(
         raise MarsError(f"scene prediction supports segmentation and change detection, not {contract.kind.value}")
     if blend != "centre":
         raise MarsError(f"blend must be 'centre' (weighted blending is not implemented), got {blend!r}")
+    if probability not in PROBABILITY_FORMATS:
+        raise MarsError(f"probability must be one of {', '.join(PROBABILITY_FORMATS)}, got {probability!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise MarsError(f"batch_size must be a positive integer, got {batch_size!r}")
     threshold = contract.threshold if threshold is None else threshold
@@ -216,8 +246,13 @@ def predict_scene(
         try:
             with atomic_outputs(paths) as tmp, ExitStack() as out_stack:
                 prob_ds = out_stack.enter_context(
-                    rasterio.open(tmp.probability, "w", **output_profile(ref, "float32", float("nan")))
+                    rasterio.open(tmp.probability, "w", **(
+                        output_profile(ref, "uint8", PROB_U8_NODATA) if probability == "uint8"
+                        else output_profile(ref, "float32", float("nan"))))
                 )
+                if probability == "uint8":
+                    prob_ds.scales, prob_ds.offsets = (1.0 / PROB_U8_MAX,), (0.0,)
+                    prob_ds.update_tags(1, encoding=f"probability = DN / {PROB_U8_MAX}; {PROB_U8_NODATA} = nodata")
                 mask_ds = out_stack.enter_context(
                     rasterio.open(tmp.mask, "w", **output_profile(ref, "uint8", MASK_NODATA))
                 )
@@ -225,7 +260,7 @@ def predict_scene(
                 out_stack.callback(geojson.close)
                 poly = SeamPolygonizer(ref.height, ref.transform, row_areas, min_area_m2, geojson.write,
                                        min_area_px=min_area_px)
-                writer = _BlockWriter(prob_ds, mask_ds, threshold, poly)
+                writer = _BlockWriter(prob_ds, mask_ds, threshold, poly, probability)
                 run_notes = _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress, channels_last)
                 poly.finish()
                 if writer.n_valid == 0:
