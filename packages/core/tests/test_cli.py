@@ -116,9 +116,10 @@ def test_run_evaluate_predict_models_with_sqlite_tracking(toy, in_tmp, capsys):
     # the default (channels_last) and --no-channels-last give the same probabilities
     assert main(["predict", "toy", "--model", "models:/mars-toy@champion", "--input", str(scene),
                  "--output", str(in_tmp / "nchw.tif"), "--tile", "16", "--overlap", "0.25",
-                 "--no-channels-last"]) == 0
+                 "--no-channels-last", "--probability", "float32"]) == 0
     with rasterio.open(in_tmp / "out.prob.tif") as a, rasterio.open(in_tmp / "nchw.prob.tif") as b:
-        np.testing.assert_allclose(a.read(1), b.read(1), rtol=0, atol=1e-5)
+        assert (a.dtypes[0], b.dtypes[0]) == ("uint8", "float32")  # uint8 by default, float32 on request
+        np.testing.assert_allclose(a.read(1) * a.scales[0], b.read(1), rtol=0, atol=0.5 / 254 + 1e-5)
 
     # --min-pixels leaves small components out of the GeoJSON (the toy model sets no default)
     sizes = sorted(f["properties"]["area_px"] for f in json.loads((in_tmp / "out.geojson").read_text())["features"])

@@ -169,6 +169,8 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last",
                                        help="Run the model on NHWC tensors (faster convolutions)."),
+    probability: str = typer.Option("uint8", "--probability", help="Probability raster: uint8 (p = DN/254, "
+                                    "255 nodata, GDAL scale tag set) or float32 (nodata NaN)."),
 ) -> None:
     """Stream whole scenes through a model into GeoTIFF + GeoJSON."""
     from mars_core.engine import resolve_device
@@ -185,7 +187,7 @@ def predict(
     result = predict_scene(loaded.model, loaded.contract, inputs, output, tile=tile, overlap=overlap,
                            batch_size=batch_size, device=resolve_device(device), threshold=threshold,
                            min_area_m2=min_area, min_area_px=min_pixels, overwrite=overwrite, progress=True,
-                           channels_last=channels_last)
+                           channels_last=channels_last, probability=probability)
     rows = [(k, str(v)) for k, v in _result_rows(result)]
     console.print(paths_table(rows, title=f"{task}: prediction"))
 
