@@ -57,12 +57,14 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks. ``nox -s bench`` runs the raster benchmark; ``-- landslide`` or
     ``-- icefrag`` runs that task's model comparison instead (long: see its README);
-    ``-- layout`` compares channels_last with NCHW whole-scene prediction."""
+    ``-- layout`` compares channels_last with NCHW whole-scene prediction; ``-- engine`` compares
+    the training engine with a bare PyTorch loop."""
     _install_all(session)
     which = session.posargs[0] if session.posargs else "raster"
     extra = session.posargs[1:]
     scripts = {"raster": "benchmarks/bench_raster.py", "landslide": "benchmarks/bench_landslide.py",
-               "icefrag": "benchmarks/bench_icefrag.py", "layout": "benchmarks/bench_layout.py"}
+               "icefrag": "benchmarks/bench_icefrag.py", "layout": "benchmarks/bench_layout.py",
+               "engine": "benchmarks/bench_engine.py"}
     if which not in scripts:
         session.error(f"unknown benchmark '{which}'; choose one of {', '.join(scripts)}")
     session.run("python", scripts[which], *extra)
