@@ -22,9 +22,11 @@ def test_scene_key_strips_roles() -> None:
 
 def test_matching_label_map_and_tiles(pair_root: Path) -> None:
     src = IcefragPairs(str(pair_root), split={"train": ["esp_000"], "val": ["esp_001"], "test": ["esp_002"]}, **OK)
-    assert src.splits() == ["train", "val", "test"]
+    assert src.splits() == ["train", "val", "test", "all"]
     ds = src.dataset("train")
-    assert len(ds) == 9  # 64 px, tile 32, stride 16 -> 3 x 3
+    assert len(ds) == 9  # 64 px, tile 32, stride 16 -> 3 x 3 (training tiles overlap)
+    assert len(src.dataset("val")) == len(src.dataset("test")) == 4  # evaluation tiles never overlap
+    assert len(src.dataset("all")) == 12
     item = ds[0]
     assert item["image1"].shape == (1, 32, 32) and item["image1"].dtype == torch.float32
     assert set(item["mask"].unique().tolist()) == {0.0, 1.0}  # 1 -> fragment, 255 -> background
@@ -152,7 +154,7 @@ def test_positive_fraction_counts(pair_root: Path) -> None:
     ds = src.dataset("train")
     flags = ds.tile_has_change()
     assert flags.count(False) == 10 and flags.count(True) == 30  # 8 positives x 3.75 -> 30 entries: 30/40
-    assert len(src.dataset("test")) == 9
+    assert len(src.dataset("test")) == 4  # not re-weighted, and not overlapping
     # Already above the requested fraction: unchanged.
     low = IcefragPairs(str(pair_root), split=split, positive_fraction=0.2, **OK).dataset("train")
     assert len(low) == 18

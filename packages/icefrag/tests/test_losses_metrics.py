@@ -103,3 +103,26 @@ def test_event_metric_accumulates_and_computes() -> None:
     assert float(out["event_tp"]) == 1 and float(out["event_fp"]) == 1 and float(out["event_fn"]) == 1
     assert float(out["event_tpr"]) == pytest.approx(0.5)
     assert float(out["event_fdr"]) == pytest.approx(0.5)
+
+
+def test_ignored_pixels_change_neither_losses_nor_event_metric() -> None:
+    from mars_core.masking import IGNORE
+    from mars_icefrag.losses import WeightedBCE, icefrag_loss
+    from mars_icefrag.metrics import EventMetric
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.full((1, 1, 32, 32), -6.0)
+    target = torch.zeros(1, 1, 32, 32)
+    target[0, 0, 4:10, 4:10] = 1
+    logits[0, 0, 4:10, 4:10] = 6.0
+    target[0, 0, 20:, :] = IGNORE
+    garbage = logits.clone()
+    garbage[0, 0, 20:, :] = torch.randn(12, 32, generator=g) * 40 + 20  # a big "detection" where nothing counts
+    for loss in (icefrag_loss(), WeightedBCE()):
+        assert torch.allclose(loss(logits, target), loss(garbage, target), atol=1e-6)
+    counts = []
+    for x in (logits, garbage):
+        m = EventMetric()
+        m.update(x.sigmoid(), target)
+        counts.append({k: float(v) for k, v in m.compute().items()})
+    assert counts[0] == counts[1] and counts[0]["event_tp"] == 1 and counts[0]["event_fp"] == 0

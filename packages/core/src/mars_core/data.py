@@ -9,7 +9,7 @@ fed bands in another order or another scaling.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,12 +22,29 @@ Batch = dict[str, Any]
 
 
 class Normalisation(BaseModel):
-    """Per-band affine normalisation applied to raw raster values: ``(x - mean) / std``."""
+    """How raw raster values become model input: a method, stored in the contract.
+
+    ``method="fixed"`` (the default, and what every model saved before the field existed
+    means): ``(x - mean) / std`` with constant per-band ``mean``/``std``.
+
+    ``method="robust"``: a per-scene percentile stretch, ``s = (x - lo) / (hi - lo)`` where
+    ``lo``/``hi`` are the ``p_low``/``p_high`` percentiles of each band of *the scene being
+    read* (valid pixels only: nodata and the raw values listed in ``saturated`` are left
+    out), followed by ``(s - mean) / std`` (0 and 1 by default). The contract stores the
+    method and its parameters, never the numbers of one training scene, so an 8-bit and a
+    10-bit product of the same scene give the same model input. Per scene, robust reduces
+    to a fixed affine map: :meth:`for_scene` returns it, which is how tiles and whole-scene
+    prediction share one code path (``mars_core.geodata.normalise``).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
+    method: Literal["fixed", "robust"] = "fixed"
     mean: list[float]
     std: list[float]
+    p_low: float = 2.0
+    p_high: float = 98.0
+    saturated: list[float] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> Normalisation:
@@ -35,10 +52,29 @@ class Normalisation(BaseModel):
             raise ValueError("normalisation mean and std must have the same length")
         if any(s <= 0 for s in self.std):
             raise ValueError("normalisation std must be positive")
+        if not 0 <= self.p_low < self.p_high <= 100:
+            raise ValueError("normalisation percentiles must satisfy 0 <= p_low < p_high <= 100")
         return self
 
+    @classmethod
+    def robust(cls, n_bands: int, p_low: float = 2.0, p_high: float = 98.0,
+               saturated: Sequence[float] = ()) -> Normalisation:
+        """A robust stretch to [0, 1] (at the percentiles) for ``n_bands`` bands."""
+        return cls(method="robust", mean=[0.0] * n_bands, std=[1.0] * n_bands, p_low=p_low, p_high=p_high,
+                   saturated=list(saturated))
+
+    def for_scene(self, low: Sequence[float], high: Sequence[float]) -> Normalisation:
+        """The fixed affine map that this method gives on a scene with these percentiles."""
+        if len(low) != len(self.mean) or len(high) != len(self.mean):
+            raise ValueError("one low and one high value per band are needed")
+        span = [max(float(h) - float(lo), 1e-6) for lo, h in zip(low, high, strict=True)]
+        return Normalisation(mean=[float(lo) + m * s for lo, m, s in zip(low, self.mean, span, strict=True)],
+                             std=[sd * s for sd, s in zip(self.std, span, strict=True)])
+
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise [..., C, H, W] in float32."""
+        """Normalise [..., C, H, W] in float32 (fixed only: robust needs the scene's statistics)."""
+        if self.method != "fixed":
+            raise ValueError("robust normalisation needs the scene's statistics: use for_scene(low, high).apply")
         mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(-1, 1, 1)
         return (x.float() - mean) / std
@@ -78,7 +114,8 @@ class InputContract(BaseModel):
 class DataSource(Protocol):
     """A task's data. Datasets yield dicts of tensors keyed as the task kind says:
     ``image`` or ``image1``/``image2`` [C,H,W] float32 already normalised as the contract
-    says, plus ``mask`` [1,H,W] float32 in {0,1} or ``label`` (int64 scalar)."""
+    says, plus ``mask`` [1,H,W] float32 in {0,1} (255 = ``mars_core.masking.IGNORE`` for
+    pixels kept out of loss and metrics) or ``label`` (int64 scalar)."""
 
     def splits(self) -> Sequence[str]:
         """Available splits among ``train``, ``val``, ``test``."""

@@ -74,6 +74,12 @@ def register_losses(register: RegisterFactory) -> None:
 
     ``register(name, factory)``: ``factory(**params)`` returns a callable
     ``loss(logits, target) -> scalar tensor`` (usually an ``nn.Module``).
+
+    For maps the target is the batch's ``mask`` [B,1,H,W]: class values (0/1 for binary
+    maps) and ``mars_core.masking.IGNORE`` (255) at pixels that must count in neither loss
+    nor metrics (nodata, outside the label coverage, split gaps, pixels another evaluation
+    tile already scored). A loss must exclude those pixels from its value and its gradient
+    (``mars_core.masking.split_target`` gives the clean target and the weight).
     """
 
 
@@ -85,6 +91,8 @@ def register_metrics(register: RegisterFactory) -> None:
     whose ``update(probabilities, target)`` accumulates over a whole split and whose
     ``compute()`` returns a tensor or a ``dict[str, tensor]`` of named values. Using
     torchmetrics means the states are reduced across processes under ``torchrun``.
+    Map targets hold ``mars_core.masking.IGNORE`` (255) at excluded pixels (see
+    ``register_losses``); a metric must not count them.
     """
 
 

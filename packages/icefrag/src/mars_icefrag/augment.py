@@ -26,6 +26,7 @@ import kornia.augmentation as K
 import torch
 
 from mars_core.errors import MarsError
+from mars_core.masking import IGNORE
 
 ALLOWED = ("perspective", "distortion", "brightness", "contrast")
 FORBIDDEN = ("hflip", "vflip", "flip", "horizontal_flip", "vertical_flip", "rotate", "rotation", "rot90",
@@ -84,6 +85,9 @@ class PairAugmentation:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         out = dict(batch)
         i1, i2, m = batch["image1"], batch["image2"], batch["mask"]
+        # The mask travels as two {0,1} channels, change and IGNORE (255), so that
+        # interpolation never blends 255 into a class value; both are re-binarised at 0.5.
+        m = torch.cat([(m == 1).to(i1.dtype), (m == IGNORE).to(i1.dtype)], dim=1)
         if self.shared is not None:
             i1, i2, m = self.shared(i1, i2, m)
         if self.distort is not None:
@@ -92,7 +96,7 @@ class PairAugmentation:
             c = i1.shape[1]
             stacked = self.distort(torch.cat([i1, i2, m.to(i1.dtype)], dim=1))
             i1, i2, m = stacked[:, :c], stacked[:, c : 2 * c], stacked[:, 2 * c :]
-        m = (m > 0.5).to(batch["mask"].dtype)
+        m = torch.where(m[:, 1:] > 0.5, float(IGNORE), (m[:, :1] > 0.5).float()).to(batch["mask"].dtype)
         out["image1"], out["image2"], out["mask"] = self._jitter(i1), self._jitter(i2), m
         return out
 

@@ -3,7 +3,8 @@
 Defaults are the paper's: ``lam = 0.1``, focal ``alpha = 0.25``, ``gamma = 2``. The parts
 (focal, dice) are mars-core built-ins (``focal``, ``dice`` with ``log: true``); the
 class-weighted BCE used in the ablation is registered here as ``weighted-bce``.
-All take logits [B,1,H,W] and a {0,1} target of the same shape.
+All take logits [B,1,H,W] and a {0,1} target of the same shape; target pixels equal to
+``mars_core.masking.IGNORE`` (255) count in neither value nor gradient.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mars_core.builtin.losses import focal_dice
+from mars_core.masking import masked_mean, split_target
 
 
 def icefrag_loss(lam: float = 0.1, alpha: float = 0.25, gamma: float = 2.0, smooth: float = 1.0) -> nn.Module:
@@ -37,13 +39,15 @@ class WeightedBCE(nn.Module):
         self.pos_weight = pos_weight
         self.max_weight = max_weight
 
-    def weight(self, target: torch.Tensor) -> torch.Tensor:
+    def weight(self, target: torch.Tensor, counted: torch.Tensor | None = None) -> torch.Tensor:
         if self.pos_weight == "auto":
             pos = target.float().sum()
-            neg = target.numel() - pos
+            neg = (target.numel() if counted is None else counted.sum()) - pos
             return (neg / pos.clamp_min(1.0)).clamp(1.0, self.max_weight).detach()
         return torch.tensor(float(self.pos_weight), device=target.device)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        t = target.float()
-        return F.binary_cross_entropy_with_logits(logits.float(), t, pos_weight=self.weight(t))
+        t, w = split_target(target)
+        per_pixel = F.binary_cross_entropy_with_logits(logits.float(), t, pos_weight=self.weight(t, w),
+                                                       reduction="none")
+        return masked_mean(per_pixel, w)

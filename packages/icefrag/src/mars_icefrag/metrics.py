@@ -13,6 +13,9 @@ Rules, applied per image after thresholding probabilities at ``threshold`` (defa
 4. A predicted component touching no reference is a false positive.
 5. A reference component touched by no prediction is a false negative.
 
+Pixels whose target is ``mars_core.masking.IGNORE`` (255) are removed from both maps
+before step 1: they are neither predicted change nor reference change.
+
 ``TPR = TP / (TP + FN)`` and ``FDR = FP / (TP + FP)`` (0 when the denominator is 0).
 Counts are torchmetrics sum states, so they are exact across processes.
 """
@@ -23,6 +26,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 from torchmetrics import Metric
+
+from mars_core.masking import IGNORE
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -71,8 +76,9 @@ class EventMetric(Metric):
             self.add_state(name, default=torch.tensor(0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
-        pred = (probs.detach() >= self.threshold).cpu().numpy()
-        ref = (target.detach() > 0.5).cpu().numpy()
+        counted = target.detach() != IGNORE
+        pred = ((probs.detach() >= self.threshold) & counted).cpu().numpy()
+        ref = ((target.detach() > 0.5) & counted).cpu().numpy()
         pred = pred.reshape(-1, *pred.shape[-2:])
         ref = ref.reshape(-1, *ref.shape[-2:])
         tp = fp = fn = 0

@@ -1,5 +1,9 @@
 """Generic losses for binary maps (logits [B,1,H,W], target [B,1,H,W] in {0,1}).
 
+Pixels whose target is ``mars_core.masking.IGNORE`` (255) count in neither the value nor
+the gradient: per-pixel terms are averaged over the counted pixels only, and dice sums skip
+them. Without ignored pixels every loss equals its plain definition.
+
 Soft dice is computed over the whole batch rather than averaged per image, so patches with
 no foreground do not produce the 0/0 instabilities that per-image dice has.
 """
@@ -9,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mars_core.masking import masked_mean, split_target
 
 
 class BCELoss(nn.Module):
@@ -20,12 +26,14 @@ class BCELoss(nn.Module):
         pw = None
         if self.pos_weight is not None:
             pw = torch.tensor(self.pos_weight, device=logits.device, dtype=torch.float32)
-        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), pos_weight=pw)
+        t, w = split_target(target)
+        per_pixel = F.binary_cross_entropy_with_logits(logits.float(), t, pos_weight=pw, reduction="none")
+        return masked_mean(per_pixel, w)
 
 
 def soft_dice(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    p = logits.float().sigmoid()
-    t = target.float()
+    t, w = split_target(target)
+    p = logits.float().sigmoid() * w
     inter = (p * t).sum()
     return (2 * inter + smooth) / (p.sum() + t.sum() + smooth)
 
@@ -44,7 +52,7 @@ class DiceLoss(nn.Module):
 
 
 class FocalLoss(nn.Module):
-    """Binary focal loss (Lin et al. 2017), mean over pixels."""
+    """Binary focal loss (Lin et al. 2017), mean over the counted pixels."""
 
     def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
         super().__init__()
@@ -55,12 +63,12 @@ class FocalLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        t = target.float()
+        t, w = split_target(target)
         ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
         p = logits.sigmoid()
         p_t = p * t + (1 - p) * (1 - t)
         alpha_t = self.alpha * t + (1 - self.alpha) * (1 - t)
-        return (alpha_t * (1 - p_t) ** self.gamma * ce).mean()
+        return masked_mean(alpha_t * (1 - p_t) ** self.gamma * ce, w)
 
 
 class WeightedSum(nn.Module):

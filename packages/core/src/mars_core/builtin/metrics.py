@@ -10,12 +10,16 @@ Definitions (TP, FP, FN, TN over all pixels, prediction = probability >= thresho
   iou (foreground) = TP/(TP+FP+FN); iou_bg = TN/(TN+FN+FP); miou = (iou + iou_bg)/2
   accuracy = (TP+TN)/N; balanced_accuracy = (TP/(TP+FN) + TN/(TN+FP))/2
 A ratio whose denominator is zero is reported as 0.
+Pixels whose target is ``mars_core.masking.IGNORE`` (255) are never counted (nodata, gaps,
+pixels outside the label coverage, pixels another evaluation tile already scored).
 """
 
 from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+
+from mars_core.masking import IGNORE
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
@@ -37,10 +41,10 @@ class BinaryMapMetrics(Metric):
 
     def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
         pred = probs >= self.threshold
-        valid = torch.ones_like(pred, dtype=torch.bool)
+        valid = target != IGNORE
         if self.ignore_index is not None:
-            valid = target != self.ignore_index
-        truth = target > 0.5
+            valid &= target != self.ignore_index
+        truth = (target > 0.5) & valid
         self.tp += (pred & truth & valid).sum().double()
         self.fp += (pred & ~truth & valid).sum().double()
         self.fn += (~pred & truth & valid).sum().double()

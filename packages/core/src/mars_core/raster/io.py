@@ -24,6 +24,8 @@ from rasterio.windows import Window
 
 from mars_core.data import InputContract
 from mars_core.errors import MarsError
+from mars_core.geodata.grid import check_same_grid
+from mars_core.geodata.normalise import scene_normalisation
 
 #: Output GeoTIFF block edge; strips are written in whole block rows so that no compressed
 #: block is ever rewritten (a rewrite would append a new copy to the file).
@@ -119,30 +121,6 @@ def open_inputs(
     return datasets
 
 
-def check_same_grid(path_a: Path, a: DatasetReader, path_b: Path, b: DatasetReader, tolerance_px: float) -> None:
-    """Raise unless ``b`` lies on ``a``'s pixel grid: same CRS, shape, and transform within
-    ``tolerance_px`` of a pixel at every corner. Never resamples: that is the user's call."""
-    hint = "align the pair first (e.g. gdalwarp onto the same grid); scenes are never resampled silently"
-    if a.crs != b.crs:
-        wa = a.crs.to_string() if a.crs else "none"
-        wb = b.crs.to_string() if b.crs else "none"
-        raise MarsError(f"{path_a} and {path_b} have different CRSs ({wa!r} vs {wb!r}); {hint}")
-    if a.shape != b.shape:
-        raise MarsError(f"{path_a} and {path_b} have different shapes ({a.shape} vs {b.shape}); {hint}")
-    ta, inv_b = a.transform, ~b.transform
-    worst = 0.0
-    for col, row in [(0, 0), (a.width, 0), (0, a.height), (a.width, a.height)]:
-        # explicit affine algebra: works with every affine version, no operator deprecations
-        x, y = ta.a * col + ta.b * row + ta.c, ta.d * col + ta.e * row + ta.f
-        cb, rb = inv_b.a * x + inv_b.b * y + inv_b.c, inv_b.d * x + inv_b.e * y + inv_b.f
-        worst = max(worst, abs(cb - col), abs(rb - row))
-    if not worst <= tolerance_px:
-        raise MarsError(
-            f"{path_a} and {path_b} have different geotransforms (grids differ by up to {worst:.3g} px, "
-            f"tolerance {tolerance_px} px); {hint}"
-        )
-
-
 class StripReader:
     """Reads full-width strips of ``tile`` rows from every input, normalised, with validity.
 
@@ -161,10 +139,15 @@ class StripReader:
         self.tile = tile
         self.height, self.width = datasets[0].shape
         self.padded_width = max(self.width, tile)
-        norm = contract.normalisation
-        self.mean = torch.tensor(norm.mean, dtype=torch.float32).view(-1, 1, 1)
-        self.std = torch.tensor(norm.std, dtype=torch.float32).view(-1, 1, 1)
-        self._mean_np, self._std_np = self.mean.numpy(), self.std.numpy()
+        # One affine map per input: the contract's constants, or (robust method) the stretch
+        # from each input's own percentiles, read decimated with bounded memory.
+        norms = [scene_normalisation(contract.normalisation, [ds], what=str(getattr(ds, "name", "input")))
+                 for ds in datasets]
+        self._affine = [(np.asarray(n.mean, dtype=np.float32).reshape(-1, 1, 1),
+                         np.asarray(n.std, dtype=np.float32).reshape(-1, 1, 1)) for n in norms]
+        self.mean = torch.from_numpy(self._affine[0][0])  # of the first input (all inputs: ``_affine``)
+        self.std = torch.from_numpy(self._affine[0][1])
+        self._mean_np, self._std_np = self._affine[0]
         self.contract_nodata = contract.nodata
         shape = (tile, self.padded_width)
         self._valid = np.zeros(shape, dtype=bool)
@@ -208,11 +191,11 @@ class StripReader:
                 buf[:, h:] = 0.0
         invalid = ~valid if not valid.all() else None
         strips = []
-        for buf in self._float:
+        for buf, (mean, std) in zip(self._float, self._affine, strict=True):
             # The same float32 arithmetic as Normalisation.apply, (x - mean) / std, done in place
             # with numpy: single-threaded small ops avoid thread-pool wake-ups between batches.
-            np.subtract(buf, self._mean_np, out=buf)
-            np.divide(buf, self._std_np, out=buf)
+            np.subtract(buf, mean, out=buf)
+            np.divide(buf, std, out=buf)
             if invalid is not None:
                 buf[:, invalid] = 0.0
             strips.append(torch.from_numpy(buf))

@@ -1,4 +1,4 @@
-"""``icefrag-pairs``: coregistered T1/T2/mask GeoTIFF folders cut into overlapping tiles.
+"""``icefrag-pairs``: coregistered T1/T2/mask GeoTIFF folders, tiled by ``mars_core.geodata``.
 
 Design decisions and why:
 
@@ -8,15 +8,20 @@ Design decisions and why:
   A file without its partner is an error, not silently skipped.
 * Masks come in several encodings (the published example uses fragment=1, background=255):
   ``label_map`` maps raw values to {0, 1}; any other value is an error naming the file.
-* T1, T2 and mask must share CRS, shape and transform within ``grid_tolerance`` pixels:
-  pairs are never resampled silently.
+* T1, T2 and mask must share CRS (by meaning: a datum named "MARS" in one file and
+  "unknown" in another is the same), shape and transform within ``grid_tolerance`` pixels:
+  pairs are never resampled silently. The check, the tiling and the reading are the core's
+  (``mars_core.geodata``); this module only finds the files and maps the labels.
 * Normalisation is fixed by configuration, ``(DN - dn_min) / (dn_max - dn_min)`` with
   ``dn_max = 2**bit_depth - 1`` unless given, and stored in the input contract; a DN above
   ``dn_max`` is an error (it would mean the configuration does not fit the product).
   Nothing is normalised per tile.
 * The split is by scene (or by region with ``group_regex``): 256-px tiles with 50 % overlap
   share pixels with their neighbours, so a split by tile would leak test pixels into
-  training. ``split`` may also list scene keys explicitly.
+  training. ``split`` may also list scene keys explicitly. Only TRAINING tiles overlap
+  (``overlap``); validation, test and ``all`` (every scene) are cut into non-overlapping
+  tiles that score every pixel exactly once, so a fragment is not counted once per
+  overlapping tile.
 * ``positive_fraction`` (optional) over-samples TRAINING tiles that contain change:
   detached fragments cover well under 1 % of a scarp, so with uniform tile sampling a
   short run sees almost only background and the optimiser settles on "no change". The
@@ -29,7 +34,6 @@ Design decisions and why:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,13 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-import torch
-from rasterio.windows import Window
 from torch.utils.data import Dataset
 
 from mars_core.data import InputContract, Normalisation
 from mars_core.errors import MarsError
+from mars_core.geodata import GeoScene, RasterLabels, TileDataset, TimeSeries, scene_split, scene_windows
+from mars_core.geodata.labels import BoundLabels
 from mars_core.tasks import TaskKind
 from mars_icefrag.augment import build_augmentation, validate_augment
 
@@ -52,6 +55,8 @@ ROLE_TOKENS = {"t1", "t2", "pre", "post", "before", "after", "mask", "masks", "l
                "reference", "date1", "date2", "img1", "img2", "image1", "image2"}
 RASTER_SUFFIXES = (".tif", ".tiff")
 SPLITS = ("train", "val", "test")
+#: Every scene, whole, in non-overlapping tiles (``mars-core evaluate --split all``).
+ALL = "all"
 
 
 def sample_root() -> Path:
@@ -95,31 +100,8 @@ class Scene:
     mask: Path | None
     height: int
     width: int
-
-
-def check_same_grid(a: Any, b: Any, what: str, tolerance: float) -> None:
-    """Raise unless the two open datasets share CRS, shape and transform (tolerance in px)."""
-    if a.crs != b.crs:
-        raise MarsError(f"{what}: different CRS ({a.crs} vs {b.crs}); align the pair explicitly first")
-    if (a.height, a.width) != (b.height, b.width):
-        raise MarsError(f"{what}: different shapes ({a.height}x{a.width} vs {b.height}x{b.width})")
-    ta, tb = a.transform, b.transform
-    px = max(abs(ta.a), abs(ta.e), 1e-12)
-    if abs(ta.c - tb.c) > tolerance * px or abs(ta.f - tb.f) > tolerance * px:
-        raise MarsError(f"{what}: origins differ by ({ta.c - tb.c:.4g}, {ta.f - tb.f:.4g}) map units, more than "
-                        f"{tolerance} px; the pair is not on one grid (resample explicitly before training)")
-    for x, y in ((ta.a, tb.a), (ta.b, tb.b), (ta.d, tb.d), (ta.e, tb.e)):
-        if abs(x - y) * max(a.width, a.height) > tolerance * px:
-            raise MarsError(f"{what}: pixel sizes/rotation differ ({ta} vs {tb}); the pair is not on one grid")
-
-
-def tile_origins(length: int, tile: int, stride: int) -> list[int]:
-    if length < tile:
-        raise MarsError(f"a scene side of {length} px is smaller than the tile size {tile}")
-    starts = list(range(0, length - tile + 1, stride))
-    if starts[-1] != length - tile:
-        starts.append(length - tile)
-    return starts
+    series: TimeSeries
+    labels: BoundLabels | None
 
 
 def oversample_positive(items: Sequence[Any], positive: Sequence[bool], fraction: float) -> list[Any]:
@@ -152,59 +134,31 @@ def oversample_positive(items: Sequence[Any], positive: Sequence[bool], fraction
     return out
 
 
-class PairTiles(Dataset):
-    """Tiles of a list of scenes, read window by window (scenes can be larger than memory).
+class PairTiles(TileDataset):
+    """Tiles of a list of scenes (``mars_core.geodata.TileDataset``): ``image1``, ``image2``,
+    ``mask`` (1 fragment, 0 background, 255 ignored). ``items`` are the tile windows.
 
     ``positive_fraction`` re-weights the tile list (training only, see the module docstring).
     """
 
-    def __init__(self, source: IcefragPairs, scenes: Sequence[Scene], positive_fraction: float | None = None) -> None:
+    def __init__(self, source: IcefragPairs, scenes: Sequence[Scene], overlap: float,
+                 positive_fraction: float | None = None) -> None:
         self.source = source
-        self.scenes = list(scenes)
-        stride = max(1, int(round(source.tile * (1 - source.overlap))))
-        self.items = [(si, y, x) for si, s in enumerate(self.scenes)
-                      for y in tile_origins(s.height, source.tile, stride)
-                      for x in tile_origins(s.width, source.tile, stride)]
-        self.n_unique = len(self.items)
+        windows = [w for si, s in enumerate(scenes)
+                   for w in scene_windows(si, (s.height, s.width), source.tile, overlap)]
+        super().__init__([s.series for s in scenes], windows, [s.labels for s in scenes],
+                         source.normalisation(), raw_check=source.check_raw, missing_labels="background")
+        self.n_unique = len(self.windows)
         if positive_fraction is not None:
-            self.items = oversample_positive(self.items, self.tile_has_change(), positive_fraction)
+            self.windows = oversample_positive(self.windows, self.tile_has_change(), positive_fraction)
+
+    @property
+    def items(self) -> list[Any]:
+        return self.windows
 
     def tile_has_change(self) -> list[bool]:
-        """For each tile of ``items``: does its mask hold a fragment pixel? One strip read per tile row."""
-        tile = self.source.tile
-        by_row: dict[tuple[int, int], list[int]] = {}
-        for si, y, x in self.items:
-            by_row.setdefault((si, y), []).append(x)
-        flags: dict[tuple[int, int, int], bool] = {}
-        for (si, y), xs in by_row.items():
-            s = self.scenes[si]
-            if s.mask is None:
-                flags.update({(si, y, x): False for x in xs})
-                continue
-            with rasterio.open(s.mask) as ds:
-                strip = self.source.map_labels(ds.read(1, window=Window(0, y, s.width, tile)), s.mask) > 0
-            cols = strip.any(axis=0)
-            flags.update({(si, y, x): bool(cols[x : x + tile].any()) for x in xs})
-        return [flags[it] for it in self.items]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        si, y, x = self.items[i]
-        s = self.scenes[si]
-        win = Window(x, y, self.source.tile, self.source.tile)
-        out: dict[str, Any] = {}
-        for key, path in (("image1", s.t1), ("image2", s.t2)):
-            with rasterio.open(path) as ds:
-                out[key] = self.source.normalise(ds.read(window=win).astype(np.float32), path)
-        if s.mask is not None:
-            with rasterio.open(s.mask) as ds:
-                out["mask"] = torch.from_numpy(self.source.map_labels(ds.read(1, window=win), s.mask)[None])
-        else:
-            out["mask"] = torch.zeros(1, self.source.tile, self.source.tile)
-        out["index"] = torch.tensor(i)
-        return out
+        """For each tile of ``items``: does it own a fragment pixel?"""
+        return self.has_class(1)
 
 
 class IcefragPairs:
@@ -263,61 +217,27 @@ class IcefragPairs:
             raise MarsError(f"mask(s) without an image pair: {', '.join(extra)}")
         scenes = []
         for k in sorted(t1):
-            with rasterio.open(t1[k]) as a, rasterio.open(t2[k]) as b:
-                for ds, p in ((a, t1[k]), (b, t2[k])):
-                    if ds.count != 1:
-                        raise MarsError(f"{p} has {ds.count} bands; icefrag expects one ({self.band})")
-                check_same_grid(a, b, f"scene '{k}' T1 {t1[k].name} vs T2 {t2[k].name}", self.grid_tolerance)
-                if k in masks:
-                    with rasterio.open(masks[k]) as m:
-                        check_same_grid(a, m, f"scene '{k}' T1 vs mask {masks[k].name}", self.grid_tolerance)
-                scenes.append(Scene(k, t1[k], t2[k], masks.get(k), a.height, a.width))
+            dates = [GeoScene.from_files({role: path}, bands=[self.band], key=k, grid_tolerance=self.grid_tolerance)
+                     for role, path in (("t1", t1[k]), ("t2", t2[k]))]
+            series = TimeSeries.of(dates, key=k, grid_tolerance=self.grid_tolerance, sort_by_time=False)
+            labels = None
+            if k in masks:
+                spec = RasterLabels(masks[k], label_map=self.label_map, grid_tolerance=self.grid_tolerance)
+                labels = spec.bind(series)
+            h, w = series.shape
+            scenes.append(Scene(k, t1[k], t2[k], masks.get(k), h, w, series, labels))
         return scenes
 
     def _split(self, split: Any, seed: int) -> dict[str, list[Scene]]:
         by_key = {s.key: s for s in self.scenes}
-        if isinstance(split, dict):
-            out: dict[str, list[Scene]] = {}
-            seen: set[str] = set()
-            for name, keys in split.items():
-                if name not in SPLITS:
-                    raise MarsError(f"split '{name}' is unknown; allowed: {', '.join(SPLITS)}")
-                for k in keys:
-                    if k not in by_key:
-                        raise MarsError(f"split '{name}' names scene '{k}' which does not exist; "
-                                        f"scenes: {', '.join(by_key)}")
-                    if k in seen:
-                        raise MarsError(f"scene '{k}' is in more than one split")
-                    seen.add(k)
-                out[name] = [by_key[k] for k in keys]
-            return out
-        fractions = [float(f) for f in split]
-        if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
-            raise MarsError("split must be three non-negative fractions (train, val, test) or a mapping")
-        groups: dict[str, list[Scene]] = {}
-        for s in self.scenes:
-            g = s.key
-            if self.group_regex:
-                m = re.search(self.group_regex, s.key)
-                g = (m.group(1) if m and m.groups() else m.group(0)) if m else s.key
-            groups.setdefault(g, []).append(s)
-        # Deterministic order independent of file system order: hash of (seed, group).
-        order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
-        n = len(order)
-        total = sum(fractions)
-        n_val = round(n * fractions[1] / total)
-        n_test = round(n * fractions[2] / total)
-        if n >= 3:  # keep every requested split non-empty when there are enough groups
-            n_val = max(n_val, 1 if fractions[1] > 0 else 0)
-            n_test = max(n_test, 1 if fractions[2] > 0 else 0)
-        n_train = max(0, n - n_val - n_test)
-        parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val],
-                 "test": order[n_train + n_val : n_train + n_val + n_test]}
-        return {name: [s for g in gs for s in groups[g]] for name, gs in parts.items()}
+        if not isinstance(split, dict):
+            split = [float(f) for f in split]
+        keys = scene_split(list(by_key), split, seed, self.group_regex)
+        return {name: [by_key[k] for k in ks] for name, ks in keys.items()}
 
     # -- DataSource protocol ---------------------------------------------------------------
     def splits(self) -> list[str]:
-        return [s for s in SPLITS if self.assignment.get(s)]
+        return [*(s for s in SPLITS if self.assignment.get(s)), ALL]
 
     def split_keys(self) -> dict[str, list[str]]:
         return {k: [s.key for s in v] for k, v in self.assignment.items()}
@@ -325,12 +245,20 @@ class IcefragPairs:
     def dataset(self, split: str) -> Dataset:
         if split not in self.splits():
             raise MarsError(f"split '{split}' is empty or unknown; available: {', '.join(self.splits())}")
-        # Only the training split is re-weighted; val/test keep the natural distribution.
-        return PairTiles(self, self.assignment[split], self.positive_fraction if split == "train" else None)
+        if split == ALL:
+            return PairTiles(self, self.scenes, overlap=0.0)
+        # Only training tiles overlap and are re-weighted; val/test keep the natural
+        # distribution and score every pixel once.
+        if split == "train":
+            return PairTiles(self, self.assignment[split], self.overlap, self.positive_fraction)
+        return PairTiles(self, self.assignment[split], overlap=0.0)
+
+    def normalisation(self) -> Normalisation:
+        return Normalisation(mean=[self.dn_min], std=[self.dn_max - self.dn_min])
 
     def input_contract(self) -> InputContract:
         return InputContract(kind=TaskKind.CHANGE_DETECTION, bands=[self.band], n_inputs=2,
-                             normalisation=Normalisation(mean=[self.dn_min], std=[self.dn_max - self.dn_min]),
+                             normalisation=self.normalisation(),
                              tile_size=self.tile, classes=["no-change", "detached-fragment"],
                              min_component_px=self.min_component_px)
 
@@ -338,24 +266,12 @@ class IcefragPairs:
         return build_augmentation(self.augment, **self.augment_params)
 
     # -- value handling ----------------------------------------------------------------------
-    def normalise(self, raw: np.ndarray, path: Path) -> torch.Tensor:
+    def check_raw(self, date: GeoScene, raw: np.ndarray) -> None:
+        """DN above ``dn_max`` means the configuration does not fit the product: an error."""
         top = float(raw.max()) if raw.size else 0.0
         if top > self.dn_max:
-            raise MarsError(f"{path.name} has DN {top:g} above dn_max {self.dn_max:g}; set bit_depth or dn_max to "
-                            "match the product (values are never rescaled per tile)")
-        return torch.from_numpy((raw - self.dn_min) / (self.dn_max - self.dn_min)).float()
-
-    def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
-        values = np.unique(raw)
-        bad = [int(v) for v in values if int(v) not in self.label_map]
-        if bad:
-            raise MarsError(f"mask {path.name} holds value(s) {bad} not in label_map {self.label_map}; "
-                            "set data.label_map for this encoding (e.g. {1: 1, 255: 0})")
-        lut = np.zeros(int(max(values.max(), max(self.label_map))) + 1, dtype=np.float32)
-        for k, v in self.label_map.items():
-            if k >= 0:
-                lut[k] = v
-        return lut[raw.astype(np.int64)]
+            raise MarsError(f"{date.files[0].path.name} has DN {top:g} above dn_max {self.dn_max:g}; set bit_depth or "
+                            "dn_max to match the product (values are never rescaled per tile)")
 
 
 def icefrag_pairs(root: str | None = None, **params: Any) -> IcefragPairs:
