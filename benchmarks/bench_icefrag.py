@@ -6,7 +6,10 @@
    ``mars_core.engine.train`` (tracking off). Training tiles with change are over-sampled
    to ``--positive-fraction`` (data option ``positive_fraction``; val/test are never
    re-weighted); fragments cover ~0.3 % of the pixels, uniform tiles teach "no change".
-3. Evaluates the best weights (by ``val/loss``) on the held-out test scene(s): pixel F1 and
+3. Evaluates the best weights (by ``val/loss``) on the held-out test scene(s), cut into
+   NON-overlapping tiles that score every pixel once (``mars_core.geodata``; before
+   2026-11-30 evaluation reused the 50 % training overlap and counted fragments and
+   fragment pixels several times): pixel F1 and
    balanced accuracy (``binary_map``), event TPR and FDR (``event``, 8-connectivity,
    components < 5 px dropped); the same metrics for the two trivial predictors (all
    no-change, all change) on the same test tiles. s/step is timed separately (forward,
@@ -248,7 +251,8 @@ def write_reports(out: Path, args: argparse.Namespace, rows: list[dict], timing:
              "All numbers below except the last row are on SYNTHETIC scenes from `mars_icefrag.synthetic`,",
              f"{args.scenes} scenes of {args.scene_size} px split by scene; budget per model: {args.epochs} epochs x "
              f"{args.steps} steps x batch {args.batch_size}, tiles {args.tile} px, Adam lr {args.lr}, CPU, "
-             f"{args.threads} thread(s).", "",
+             f"{args.threads} thread(s). Test tiles do not overlap: every pixel is scored once; event metrics are "
+             "per tile.", "",
              f"Split {args.split} of scenes; training tiles with change over-sampled to "
              f"positive_fraction={args.positive_fraction if args.positive_fraction > 0 else 'off'}."
              + (f" 'extra' columns: {args.extra_test_scenes} more held-out SYNTHETIC scenes (seed "

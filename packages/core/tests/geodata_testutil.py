@@ -45,3 +45,13 @@ def write_geojson(path: Path, polygons_lonlat: list[list[tuple[float, float]]], 
         doc["crs"] = {"type": "name", "properties": {"name": crs}}
     path.write_text(json.dumps(doc))
     return path
+
+
+def geojson_to_gpkg(src: Path, dst: Path, layer: str) -> Path:
+    """The same features as a GeoPackage layer (pyogrio, as the RGI outlines are shipped)."""
+    import pyogrio.raw
+
+    meta, _, geoms, fields = pyogrio.raw.read(str(src))
+    pyogrio.raw.write(str(dst), geoms, fields, fields=meta["fields"], geometry_type="Polygon", crs="EPSG:4326",
+                      driver="GPKG", layer=layer)
+    return dst
