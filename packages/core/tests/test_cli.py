@@ -68,8 +68,11 @@ def test_usage_and_input_errors_exit_2_with_one_line(toy, in_tmp, capsys):
 
 
 def test_missing_task_package_is_named(toy, capsys):
+    # Installed (a skeleton registering no task) or not, the message names the distribution.
     assert main(["run", "glacier"]) == 2
-    assert "pip install mars-glacier" in capsys.readouterr().err
+    assert "mars-glacier" in capsys.readouterr().err
+    assert main(["run", "no-such-task"]) == 2
+    assert "pip install mars-no-such-task" in capsys.readouterr().err
 
 
 def test_run_without_tracking_writes_json(toy, in_tmp):

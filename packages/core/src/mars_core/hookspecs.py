@@ -10,7 +10,12 @@ A plugin module implements any subset of these hooks, decorated with
 ``mars_core.hookimpl``, and is announced in its distribution's metadata::
 
     [project.entry-points.mars_core]
-    landslide = "mars_landslide.plugin"
+    mytask = "mars_mytask.plugin"
+
+Factories may be given as ``"package.module:attr"`` strings (or ``mars_core.registry.lazy``
+objects): they are imported on first use. Registration runs on every CLI start, ``--help``
+included, so a plugin module and its hooks should import nothing heavier than mars-core
+itself; torch, rasterio and friends belong inside the registered targets.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ if TYPE_CHECKING:
 class RegisterFactory(Protocol):
     """Callback handed to the ``register_*`` hooks that take factories."""
 
-    def __call__(self, name: str, factory: Callable[..., Any], *, description: str = "") -> None: ...
+    def __call__(self, name: str, factory: Callable[..., Any] | str, *, description: str = "") -> None: ...
 
 
 class RegisterTask(Protocol):

@@ -6,6 +6,9 @@ silently ignored. ``MARS_CORE_PLUGINS`` (a comma-separated list of entry-point n
 restricts which plugins load; ``MARS_CORE_DISABLE_PLUGIN_AUTOLOAD=1`` loads none but the
 built-ins. The core's own components are registered through the same hooks by
 ``mars_core.builtin``.
+
+The core names no task: which tasks exist, and which package to install for a missing one,
+comes from the installed entry points, so a third-party task package needs no core edit.
 """
 
 from __future__ import annotations
@@ -21,23 +24,12 @@ import pluggy
 
 from mars_core import PROJECT_NAME, hookspecs
 from mars_core.errors import MarsError, PluginError
-from mars_core.registry import Owner, Registry
+from mars_core.registry import LazyFactory, Owner, Registry
 from mars_core.tasks import TaskSpec
 
 ENV_RESTRICT = "MARS_CORE_PLUGINS"
 ENV_DISABLE = "MARS_CORE_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN = "mars_core.builtin"
-
-# Distributions that provide the task packages of this project, for a helpful message
-# when a user asks for a task that is not installed.
-KNOWN_TASK_DISTRIBUTIONS = {
-    "landslide": "mars-landslide",
-    "icefrag": "mars-icefrag",
-    "rsl": "mars-rsl",
-    "icepatch": "mars-icepatch",
-    "glacier": "mars-glacier",
-}
-
 
 @dataclass
 class Registries:
@@ -47,6 +39,8 @@ class Registries:
     metrics: Registry[Callable[..., Any]] = field(default_factory=lambda: Registry("metric"))
     tasks: Registry[TaskSpec] = field(default_factory=lambda: Registry("task"))
     commands: Registry[Any] = field(default_factory=lambda: Registry("command"))
+    # Every plugin that was loaded (registered anything or not), for "installed but no task".
+    loaded: dict[str, Owner] = field(default_factory=dict)
 
     def all(self) -> dict[str, Registry[Any]]:
         return {
@@ -61,10 +55,55 @@ class Registries:
     def task(self, name: str) -> TaskSpec:
         if name in self.tasks:
             return self.tasks.get(name)
-        dist = KNOWN_TASK_DISTRIBUTIONS.get(name)
-        if dist:
-            raise MarsError(f"task '{name}' is not installed; install it with: pip install {dist}")
-        raise MarsError(self.tasks.unknown_message(name))
+        raise MarsError(self.missing_task_message(name))
+
+    def plugins_without_task(self) -> list[Owner]:
+        """Loaded plugins (built-ins aside) that registered no task: skeletons, component packs."""
+        with_task = {e.owner.plugin for e in self.tasks}
+        return [o for n, o in sorted(self.loaded.items()) if n != BUILTIN and n not in with_task]
+
+    def missing_task_message(self, name: str) -> str:
+        """Why ``name`` is not a task here, from what is installed rather than from a list of names.
+
+        An installed entry point of that name tells the most (not loaded because of the
+        environment, or loaded but registering no such task); otherwise the generic answer
+        holds for any task package, ours or a third party's.
+        """
+        installed = ", ".join(self.tasks.names()) or "none"
+        hint = _installed_plugin_hint(self, name)
+        if hint:
+            return hint
+        close = self.tasks.unknown_message(name)
+        if "did you mean" in close:
+            return close
+        return (f"task '{name}' is not installed (installed tasks: {installed}); a task comes from its own "
+                f"package, usually named mars-<task>: pip install mars-{name} (see 'mars-core plugins')")
+
+
+def _dist_label(ep: md.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{dist.metadata['Name']} {dist.version}" if dist is not None else ep.value
+
+
+def _installed_plugin_hint(regs: Registries, name: str) -> str | None:
+    """Explain a missing task whose package is installed after all (its entry point has its name)."""
+    for ep in md.entry_points(group=PROJECT_NAME):
+        dist = getattr(ep, "dist", None)
+        dist_name = (dist.metadata["Name"] or "").lower().replace("_", "-") if dist is not None else ""
+        if ep.name != name and dist_name != f"mars-{name}":
+            continue
+        if ep.name in regs.loaded:
+            return (f"task '{name}' is not available: plugin '{ep.name}' ({_dist_label(ep)}) is installed "
+                    "but registers no such task")
+        allowed = _restriction()
+        if os.environ.get(ENV_DISABLE, "").strip() not in ("", "0"):
+            why = f"{ENV_DISABLE} is set"
+        elif allowed is not None and ep.name not in allowed:
+            why = f"{ENV_RESTRICT}={','.join(sorted(allowed))} leaves it out"
+        else:
+            why = "it was not loaded in this process"
+        return f"task '{name}' is not available: plugin '{ep.name}' ({_dist_label(ep)}) is installed but {why}"
+    return None
 
 
 def _restriction() -> set[str] | None:
@@ -137,6 +176,8 @@ def owner_of(pm: pluggy.PluginManager, plugin: object) -> Owner:
 def collect(pm: pluggy.PluginManager) -> Registries:
     """Call every ``register_*`` hook plugin by plugin, recording who registered what."""
     regs = Registries()
+    for name, plugin in pm.list_name_plugin():
+        regs.loaded[name] = owner_of(pm, plugin)
     factory_hooks = {
         "register_datasources": regs.datasources,
         "register_models": regs.models,
@@ -147,8 +188,13 @@ def collect(pm: pluggy.PluginManager) -> Registries:
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             owner = owner_of(pm, impl.plugin)
 
-            def register(name: str, factory: Callable[..., Any], *, description: str = "",
+            def register(name: str, factory: Callable[..., Any] | str, *, description: str = "",
                          _r: Registry[Any] = registry, _o: Owner = owner) -> None:
+                if isinstance(factory, str):  # "package.module:attr": imported on first use
+                    try:
+                        factory = LazyFactory(factory)
+                    except PluginError as exc:
+                        raise PluginError(f"plugin {_o} registered {_r.kind} '{name}': {exc}") from None
                 if not callable(factory):
                     raise PluginError(f"plugin {_o} registered {_r.kind} '{name}' with a non-callable factory")
                 _r.add(name, factory, _o, description)

@@ -8,7 +8,9 @@ installation order.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -88,6 +90,68 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+# "package.module:attr" or "package.module:Outer.attr", as entry points spell an object.
+_TARGET = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class LazyFactory:
+    """A factory named by ``"package.module:attr"`` and imported on its first use.
+
+    Registration runs whenever the plugin manager loads (``mars-core --help`` included), so a
+    plugin that imported its models there would make every command pay for torch. Wrapping
+    the name instead defers the import to the first call, or to the first look at the
+    signature: ``inspect.signature`` reads ``__signature__``, which imports on demand, so
+    :func:`call_factory` still checks configuration keys against the real parameters.
+    """
+
+    __slots__ = ("_loaded", "target")
+
+    def __init__(self, target: str) -> None:
+        if not isinstance(target, str) or not _TARGET.match(target):
+            raise PluginError(f"lazy factory target {target!r} is not of the form 'package.module:attr'")
+        self.target = target
+        self._loaded: Callable[..., Any] | None = None
+
+    def load(self) -> Callable[..., Any]:
+        """Import the target once; a missing module or name is the plugin's fault, said in one line."""
+        if self._loaded is None:
+            module_name, _, qualname = self.target.partition(":")
+            try:
+                obj: Any = importlib.import_module(module_name)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError) as exc:
+                raise PluginError(f"cannot import {self.target}: {exc}") from exc
+            if not callable(obj):
+                raise PluginError(f"{self.target} is not callable")
+            self._loaded = obj
+        return self._loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.load())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.load()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
+
+
+def lazy(target: str) -> LazyFactory:
+    """A factory that imports ``"package.module:attr"`` when first called (see :class:`LazyFactory`)."""
+    return LazyFactory(target)
+
+
+def resolve(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """The real object behind a factory, importing it if it is lazy (for ``isinstance`` checks)."""
+    return factory.load() if isinstance(factory, LazyFactory) else factory
 
 
 def call_factory(kind: str, name: str, factory: Callable[..., Any], params: dict[str, Any]) -> Any:

@@ -1,4 +1,8 @@
-"""Plugin module of mars-icefrag: registers everything through mars-core's hooks."""
+"""Plugin module of mars-icefrag: registers everything through mars-core's hooks.
+
+Loaded on every ``mars-core`` start, so it imports no torch: components are registered as
+"module:attr" strings that mars-core imports on first use.
+"""
 
 from __future__ import annotations
 
@@ -12,39 +16,34 @@ TASK_YAML = Path(__file__).with_name("icefrag.yaml")
 
 @hookimpl
 def register_datasources(register) -> None:  # type: ignore[no-untyped-def]
-    from mars_icefrag.data.pairs import IcefragPairs
-
-    register("icefrag-pairs", IcefragPairs,
+    register("icefrag-pairs", "mars_icefrag.data.pairs:IcefragPairs",
              description="T1/T2/mask GeoTIFF folders, tiles with overlap, split by scene (root None: SYNTHETIC sample)")
 
 
 @hookimpl
 def register_models(register) -> None:  # type: ignore[no-untyped-def]
-    from mars_icefrag import models as m
-
-    register("siamese-resnet50-aam", m.siamese_resnet50_aam,
+    register("siamese-resnet50-aam", "mars_icefrag.models:siamese_resnet50_aam",
              description="Su et al.: Siamese ResNet-50 with augmented attention (log-odds of 2-class softmax)")
-    register("siamese-resnet50", m.siamese_resnet50, description="ablation: Siamese ResNet-50 without attention")
-    register("fc-ef", m.fc_ef, description="FC-EF early fusion (Daudt et al. 2018)")
-    register("fc-siam-conc", m.fc_siam_conc, description="FC-Siam-conc (Daudt et al. 2018)")
-    register("fc-siam-diff", m.fc_siam_diff, description="FC-Siam-diff (Daudt et al. 2018)")
-    register("bit", m.bit, description="BIT bitemporal image transformer, ResNet-18 S4 (Chen et al. 2021)")
+    register("siamese-resnet50", "mars_icefrag.models:siamese_resnet50",
+             description="ablation: Siamese ResNet-50 without attention")
+    register("fc-ef", "mars_icefrag.models:fc_ef", description="FC-EF early fusion (Daudt et al. 2018)")
+    register("fc-siam-conc", "mars_icefrag.models:fc_siam_conc", description="FC-Siam-conc (Daudt et al. 2018)")
+    register("fc-siam-diff", "mars_icefrag.models:fc_siam_diff", description="FC-Siam-diff (Daudt et al. 2018)")
+    register("bit", "mars_icefrag.models:bit",
+             description="BIT bitemporal image transformer, ResNet-18 S4 (Chen et al. 2021)")
 
 
 @hookimpl
 def register_losses(register) -> None:  # type: ignore[no-untyped-def]
-    from mars_icefrag import losses
-
-    register("icefrag-loss", losses.icefrag_loss,
+    register("icefrag-loss", "mars_icefrag.losses:icefrag_loss",
              description="Su et al.: 0.1*focal(0.25, 2) + 0.9*(-log dice)")
-    register("weighted-bce", losses.WeightedBCE, description="BCE with positive weight (number or 'auto')")
+    register("weighted-bce", "mars_icefrag.losses:WeightedBCE",
+             description="BCE with positive weight (number or 'auto')")
 
 
 @hookimpl
 def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
-    from mars_icefrag.metrics import EventMetric
-
-    register("event", EventMetric,
+    register("event", "mars_icefrag.metrics:EventMetric",
              description="event TPR/FDR from 8-connected components (min size 5 px)")
 
 

@@ -1,34 +1,40 @@
-"""Plugin module of mars-landslide: data source ``mmls``, MarsLS-Net + baselines, task ``landslide``."""
+"""Plugin module of mars-landslide: data source ``mmls``, MarsLS-Net + baselines, task ``landslide``.
+
+Loaded on every ``mars-core`` start, so it imports no torch: components are registered as
+"module:attr" strings that mars-core imports on first use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from mars_core import hookimpl
+from mars_core.registry import LazyFactory, lazy
 from mars_core.tasks import TaskKind, TaskSpec
-from mars_landslide.mmls import MMLSSource
-from mars_landslide.models.baselines import BASELINES, DESCRIPTIONS
-from mars_landslide.models.marslsnet import marslsnet
+from mars_landslide.models.catalog import DESCRIPTIONS
 
 TASK_YAML = Path(__file__).with_name("landslide.yaml")
 
-MODEL_FACTORIES: dict[str, Callable[..., Any]] = {"marslsnet": marslsnet, **BASELINES}
+MODEL_TARGETS: dict[str, str] = {
+    "marslsnet": "mars_landslide.models.marslsnet:marslsnet",
+    **{name: f"mars_landslide.models.baselines:{name}" for name in DESCRIPTIONS},
+}
+# Callable like the factories themselves (benchmarks and tests use them); import on first call.
+MODEL_FACTORIES: dict[str, LazyFactory] = {name: lazy(target) for name, target in MODEL_TARGETS.items()}
 
 
 @hookimpl
 def register_datasources(register) -> None:  # type: ignore[no-untyped-def]
-    register("mmls", MMLSSource,
+    register("mmls", "mars_landslide.mmls:MMLSSource",
              description="MMLS Martian landslides (7-channel 128x128 TIFF); root=None -> bundled sample")
 
 
 @hookimpl
 def register_models(register) -> None:  # type: ignore[no-untyped-def]
-    register("marslsnet", marslsnet,
+    register("marslsnet", MODEL_TARGETS["marslsnet"],
              description="MarsLS-Net (stacked PEN-Attention blocks; size S/M/L, kernel 3/4/5; ablations)")
-    for name, factory in BASELINES.items():
-        register(name, factory, description=DESCRIPTIONS[name])
+    for name, description in DESCRIPTIONS.items():
+        register(name, MODEL_TARGETS[name], description=description)
 
 
 @hookimpl

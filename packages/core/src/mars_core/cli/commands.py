@@ -56,7 +56,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print machine-re
 @app.command()
 def tasks() -> None:
     """List the installed tasks."""
-    from mars_core.plugins import KNOWN_TASK_DISTRIBUTIONS, get_registries
+    from mars_core.plugins import get_registries
 
     regs = get_registries()
     table = Table(title="tasks")
@@ -66,14 +66,16 @@ def tasks() -> None:
         spec = entry.value
         table.add_row(spec.name, spec.kind.value, spec.distribution, spec.description)
     console.print(table)
-    missing = [f"{t} ({d})" for t, d in KNOWN_TASK_DISTRIBUTIONS.items() if t not in regs.tasks]
-    if missing:
-        console.print(f"not installed: {', '.join(missing)}")
+    if not len(regs.tasks):
+        console.print("no task installed: a task comes from its own package, usually named mars-<task>")
+    idle = [str(owner) for owner in regs.plugins_without_task()]
+    if idle:
+        console.print(f"plugins registering no task: {', '.join(idle)}")
 
 
 @app.command()
 def run(
-    task: str = typer.Argument(..., help="Task name, e.g. landslide."),
+    task: str = typer.Argument(..., help="Task name, as 'mars-core tasks' lists it."),
     data: Path | None = typer.Option(None, "--data", help="Dataset root; default: the task's bundled sample."),
     config: Path | None = typer.Option(None, "--config", help="YAML file merged over the task's defaults."),
     overrides: list[str] = typer.Option([], "--set", help="Override a key: --set trainer.epochs=5 (repeatable)."),

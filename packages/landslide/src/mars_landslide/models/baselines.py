@@ -21,30 +21,9 @@ from typing import Any
 
 from torch import nn
 
-DEFAULT_ENCODERS: dict[str, str] = {
-    "unet": "vgg11_bn",
-    "resunet": "resnet34",
-    "unetplusplus": "resnet18",
-    "deeplabv3plus": "resnet18",
-    "pspnet": "resnet18",
-    "segformer": "mit_b0",
-}
-_ARCH: dict[str, str] = {
-    "unet": "Unet",
-    "resunet": "Unet",
-    "unetplusplus": "UnetPlusPlus",
-    "deeplabv3plus": "DeepLabV3Plus",
-    "pspnet": "PSPNet",
-    "segformer": "Segformer",
-}
-DESCRIPTIONS: dict[str, str] = {
-    "unet": "U-Net (smp, plain VGG11-BN encoder)",
-    "resunet": "ResU-Net (smp U-Net, ResNet-34 encoder)",
-    "unetplusplus": "U-Net++ (smp, ResNet-18 encoder)",
-    "deeplabv3plus": "DeepLabV3+ (smp, ResNet-18 encoder)",
-    "pspnet": "PSPNet (smp, ResNet-18 encoder)",
-    "segformer": "SegFormer (smp, MiT-B0 encoder)",
-}
+from mars_landslide.models.catalog import ARCHITECTURES, DEFAULT_ENCODERS, DESCRIPTIONS
+
+_ARCH = ARCHITECTURES
 
 
 class _Logits(nn.Module):
@@ -85,3 +64,11 @@ def make_factory(name: str) -> Callable[..., nn.Module]:
 
 
 BASELINES: dict[str, Callable[..., nn.Module]] = {n: make_factory(n) for n in _ARCH}
+
+# One module-level name per baseline: the plugin registers them as "module:name", imported lazily.
+unet = BASELINES["unet"]
+resunet = BASELINES["resunet"]
+unetplusplus = BASELINES["unetplusplus"]
+deeplabv3plus = BASELINES["deeplabv3plus"]
+pspnet = BASELINES["pspnet"]
+segformer = BASELINES["segformer"]
