@@ -40,7 +40,8 @@ def _pixel_rect_lonlat(r0: int, r1: int, c0: int, c1: int) -> list[tuple[float, 
     """The UTM rectangle of pixel rows r0:r1, cols c0:c1, as a lon/lat ring."""
     xs, ys = [], []
     for c, r in ((c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0)):
-        x, y = UTM_TRANSFORM * (c, r)
+        t = UTM_TRANSFORM
+        x, y = t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
         xs.append(x)
         ys.append(y)
     lon, lat = warp_points(UTM45N, "EPSG:4326", xs, ys)

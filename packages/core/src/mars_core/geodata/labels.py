@@ -209,8 +209,10 @@ class _BoundVector:
         import shapely
 
         t = window_transform(window, self.transform)
-        xs, ys = zip(*[t * (c, r) for c, r in ((0, 0), (window.width, 0), (0, window.height),
-                                                 (window.width, window.height))], strict=True)
+        corners = ((0, 0), (window.width, 0), (0, window.height), (window.width, window.height))
+        # explicit affine algebra: no operator deprecations across affine versions
+        xs = [t.a * c + t.b * r + t.c for c, r in corners]
+        ys = [t.d * c + t.e * r + t.f for c, r in corners]
         return shapely.box(min(xs), min(ys), max(xs), max(ys))
 
     def _burn(self, shapes: list[tuple[Any, int]], tree: Any, window: Window) -> np.ndarray:
