@@ -89,14 +89,33 @@ class InputContract(BaseModel):
     bands: list[str]
     normalisation: Normalisation
     tile_size: int = Field(gt=0)
-    n_inputs: int = Field(default=1, ge=1, le=2)
+    #: Number of input scenes: 1, or T >= 2 dates for change detection (``image1..imageT``).
+    n_inputs: int = Field(default=1, ge=1)
+    #: How the dates are ordered: "chronological" (image1 oldest; predict takes them in that
+    #: order) or "unordered" (a model symmetric in its dates).
+    date_order: Literal["chronological", "unordered"] = "chronological"
     nodata: float | None = None
     threshold: float = 0.5
     classes: list[str] = Field(default_factory=lambda: ["background", "foreground"])
     package_versions: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pair_by_default(cls, data: Any) -> Any:
+        """A change-detection contract that does not say how many dates means a pair."""
+        if isinstance(data, dict) and "n_inputs" not in data and str(getattr(
+                data.get("kind"), "value", data.get("kind"))) == TaskKind.CHANGE_DETECTION.value:
+            return {**data, "n_inputs": 2}
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> InputContract:
+        if TaskKind(self.kind) is TaskKind.CHANGE_DETECTION and self.n_inputs < 2:
+            raise ValueError(f"change detection needs n_inputs >= 2 dates, got {self.n_inputs}")
+        if TaskKind(self.kind) is not TaskKind.CHANGE_DETECTION and self.n_inputs != 1:
+            raise ValueError(f"{TaskKind(self.kind).value} takes one input scene, got n_inputs={self.n_inputs}")
+        if TaskKind(self.kind) is TaskKind.CLASSIFICATION and len(self.classes) < 2:
+            raise ValueError(f"classification needs at least 2 classes, got {self.classes}")
         if len(self.normalisation.mean) != len(self.bands):
             raise ValueError(
                 f"normalisation has {len(self.normalisation.mean)} values but there are {len(self.bands)} bands"
@@ -113,9 +132,12 @@ class InputContract(BaseModel):
 @runtime_checkable
 class DataSource(Protocol):
     """A task's data. Datasets yield dicts of tensors keyed as the task kind says:
-    ``image`` or ``image1``/``image2`` [C,H,W] float32 already normalised as the contract
-    says, plus ``mask`` [1,H,W] float32 in {0,1} (255 = ``mars_core.masking.IGNORE`` for
-    pixels kept out of loss and metrics) or ``label`` (int64 scalar)."""
+    ``image`` or ``image1``..``imageT`` (T = the contract's ``n_inputs`` dates, in date order)
+    [C,H,W] float32 already normalised as the contract says (change detection may add
+    ``times``: float32 [T], days since 2000-01-01T12:00 UTC, NaN when unknown, passed to
+    models whose ``forward`` takes ``times``), plus ``mask`` [1,H,W] float32 in {0,1}
+    (255 = ``mars_core.masking.IGNORE`` for pixels kept out of loss and metrics) or
+    ``label`` (int64 scalar)."""
 
     def splits(self) -> Sequence[str]:
         """Available splits among ``train``, ``val``, ``test``."""

@@ -24,7 +24,9 @@ class TaskKind(str, Enum):
 
     @property
     def input_keys(self) -> tuple[str, ...]:
-        return ("image1", "image2") if self is TaskKind.CHANGE_DETECTION else ("image",)
+        """The keys of the default number of dates (two for change detection); use
+        :func:`date_keys` when the number of dates is known."""
+        return date_keys(self, 2 if self is TaskKind.CHANGE_DETECTION else 1)
 
     @property
     def target_key(self) -> str:
@@ -44,18 +46,86 @@ class TaskSpec:
     default_config: Path
     distribution: str
     description: str = ""
+    #: Classification over scenes: ``"package.module:function"`` import paths, resolved only
+    #: when predicting (so listing tasks imports nothing heavy). Signatures in
+    #: :mod:`mars_core.raster.classify` (``ChunkFilter``, ``SceneSummariser``).
+    chunk_filter: str | None = None
+    scene_summariser: str | None = None
+
+
+#: Batch key of the acquisition times of change detection's dates: float [B,T], days since
+#: J2000 (2000-01-01T12:00 UTC), NaN when unknown. Only models whose ``forward`` has a
+#: ``times`` parameter receive it (as a keyword).
+TIMES_KEY = "times"
+
+
+def date_keys(kind: TaskKind, n_inputs: int) -> tuple[str, ...]:
+    """``image`` for one input; ``image1..imageT`` for T dates (in date order)."""
+    if kind is not TaskKind.CHANGE_DETECTION:
+        return ("image",)
+    if n_inputs < 2:
+        raise ValueError(f"change detection needs at least 2 dates, got {n_inputs}")
+    return tuple(f"image{i}" for i in range(1, n_inputs + 1))
+
+
+def input_keys_of(kind: TaskKind, batch: Mapping[str, Any]) -> tuple[str, ...]:
+    """The input keys present in ``batch``: for change detection ``image1, image2, ...`` up to
+    the first missing number, so the engine needs no T of its own."""
+    if kind is not TaskKind.CHANGE_DETECTION:
+        return ("image",)
+    n = 2
+    while f"image{n + 1}" in batch:
+        n += 1
+    return date_keys(kind, n)
 
 
 def model_inputs(kind: TaskKind, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return tuple(batch[k] for k in kind.input_keys)
+    return tuple(batch[k] for k in input_keys_of(kind, batch))
 
 
 def target_of(kind: TaskKind, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return batch[kind.target_key]
 
 
+_TAKES_TIMES: dict[type, bool] = {}
+
+
+def takes_times(model: Any) -> bool:
+    """Whether ``model.forward`` names a ``times`` parameter (looked through DDP and
+    ``torch.compile`` wrappers; cached per class, as a signature does not change)."""
+    inner = model
+    for _ in range(4):  # DDP(compiled(model)) at most; a wrapper's forward hides the signature
+        nxt = getattr(inner, "_orig_mod", None)
+        if nxt is None and type(inner).__name__ == "DistributedDataParallel":
+            nxt = getattr(inner, "module", None)
+        if nxt is None:
+            break
+        inner = nxt
+    cls = type(inner)
+    if cls not in _TAKES_TIMES:
+        import inspect
+
+        try:
+            params = inspect.signature(inner.forward).parameters
+        except (TypeError, ValueError):
+            params = {}
+        p = params.get(TIMES_KEY)
+        _TAKES_TIMES[cls] = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    return _TAKES_TIMES[cls]
+
+
 def forward(kind: TaskKind, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    return model(*model_inputs(kind, batch))
+    """``model(*dates)``, plus ``times=batch["times"]`` for a model that takes it (a batch
+    without times gives such a model NaN times, i.e. "unknown")."""
+    inputs = model_inputs(kind, batch)
+    if kind is TaskKind.CHANGE_DETECTION and takes_times(model):
+        times = batch.get(TIMES_KEY)
+        if times is None:
+            import torch
+
+            times = torch.full((inputs[0].shape[0], len(inputs)), float("nan"), device=inputs[0].device)
+        return model(*inputs, times=times)
+    return model(*inputs)
 
 
 def probabilities(kind: TaskKind, logits: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ from torchmetrics import Metric
 from mars_core.config import Component
 from mars_core.errors import MarsError
 from mars_core.plugins import Registries, get_registries
-from mars_core.tasks import TaskKind, forward, move_batch, probabilities, target_of
+from mars_core.tasks import TIMES_KEY, TaskKind, forward, input_keys_of, move_batch, probabilities, target_of
 
 from . import distributed
 from .components import MetricFactory, metric_factories
@@ -98,7 +98,7 @@ def prepare_batch(batch: Mapping[str, Any], kind: TaskKind, device: torch.device
                   channels_last: bool) -> dict[str, Any]:
     out = move_batch(batch, device)
     if channels_last:
-        for k in kind.input_keys:
+        for k in input_keys_of(kind, out):
             if out[k].dim() == 4:
                 out[k] = out[k].contiguous(memory_format=torch.channels_last)
     return out
@@ -173,7 +173,7 @@ def sample_predictions(model: nn.Module, kind: TaskKind, dataset: Dataset[Any], 
         probs = probabilities(kind, forward(kind, model, b))
     finally:
         model.train(was_training)
-    keep = (*kind.input_keys, kind.target_key)
+    keep = (*input_keys_of(kind, batch), kind.target_key, TIMES_KEY)
     out = {k: batch[k].cpu() for k in keep if k in batch}
     out["probs"] = probs.cpu()
     return out

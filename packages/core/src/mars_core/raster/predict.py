@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from rasterio.io import DatasetWriter
+from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mars_core.data import InputContract
+from mars_core.dates import parse_time, time_from_tags
 from mars_core.errors import MarsError
 from mars_core.raster.io import (
     BLOCK,
@@ -39,7 +40,7 @@ from mars_core.raster.io import (
 )
 from mars_core.raster.polygons import GeoJSONWriter, SeamPolygonizer, row_areas_m2
 from mars_core.raster.tiling import TileGrid, make_grid
-from mars_core.tasks import TaskKind
+from mars_core.tasks import TaskKind, takes_times
 
 MASK_NODATA = 255
 # uint8 probability: p = DN / 254 (GDAL scale tag), DN 255 = nodata. 254 steps rather than
@@ -176,8 +177,14 @@ def predict_scene(
     overwrite: bool = False,
     channels_last: bool = True,
     probability: str = "uint8",
+    times: Sequence[float | str | None] | None = None,
 ) -> PredictionResult:
-    """Predict a whole scene (or a pair of co-registered scenes) far larger than memory.
+    """Predict a whole scene (or T >= 2 co-registered dates of one) far larger than memory.
+
+    For change detection ``inputs`` are the contract's ``n_inputs`` dates in date order; a
+    model whose ``forward`` takes ``times`` gets them as days since J2000 ([B,T], NaN when
+    unknown): from ``times`` (numbers, ISO strings or None per input), else from each
+    input's acquisition-time tags (:data:`mars_core.dates.TIME_TAGS`).
 
     Outputs, named from ``output`` (the path the user gave, e.g. ``out.tif``):
 
@@ -233,6 +240,8 @@ def predict_scene(
 
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), ExitStack() as inputs_stack:
         datasets = open_inputs(paths_in, contract, grid_tolerance, inputs_stack)
+        date_times = _date_times(contract.kind, datasets, times)  # checks --time even if unused
+        date_times = date_times if takes_times(model) else None
         ref = datasets[0]
         grid = make_grid(ref.height, ref.width, tile or contract.tile_size, overlap)
         row_areas, notes = row_areas_m2(ref.crs, ref.transform, ref.height)
@@ -261,7 +270,8 @@ def predict_scene(
                 poly = SeamPolygonizer(ref.height, ref.transform, row_areas, min_area_m2, geojson.write,
                                        min_area_px=min_area_px)
                 writer = _BlockWriter(prob_ds, mask_ds, threshold, poly, probability)
-                run_notes = _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress, channels_last)
+                run_notes = _run(model, contract.kind, dev, grid, reader, writer, batch_size, progress, channels_last,
+                                 date_times)
                 poly.finish()
                 if writer.n_valid == 0:
                     raise MarsError(f"{paths_in[0]} contains no valid pixels (everything is nodata)")
@@ -284,6 +294,23 @@ def predict_scene(
     )
 
 
+def _date_times(kind: TaskKind, datasets: Sequence[DatasetReader], given: Sequence[float | str | None] | None
+                ) -> torch.Tensor | None:
+    """Days since J2000 per date ([T] float32, NaN = unknown): ``given`` values (each may be
+    None), else the acquisition-time tags of each input (:func:`mars_core.dates.time_from_tags`)."""
+    if kind is not TaskKind.CHANGE_DETECTION:
+        return None
+    if given is not None and len(given) != len(datasets):
+        raise MarsError(f"{len(given)} time(s) given for {len(datasets)} input scene(s); give one per input")
+    values = []
+    for i, ds in enumerate(datasets):
+        value = given[i] if given is not None else None
+        if isinstance(value, str):
+            value = parse_time(value, f"time of input {i + 1}")
+        values.append(float(value) if value is not None else time_from_tags(ds.tags()))
+    return torch.tensor(values, dtype=torch.float32)
+
+
 def _run(
     model: torch.nn.Module,
     kind: TaskKind,
@@ -294,13 +321,14 @@ def _run(
     batch_size: int,
     progress: bool,
     channels_last: bool,
+    times: torch.Tensor | None = None,
 ) -> list[str]:
     """Tile rows in order; tiles are copied into a reused batch buffer, so the input strip can
     be reused at once; rows are handed to the writer strictly in order once all their tiles
     are in. Tiles owning no valid pixel are skipped (their output is nodata anyway). Returns
     notes for the result (a channels_last fallback)."""
     t, w = grid.tile, grid.width
-    n_inputs = 2 if kind is TaskKind.CHANGE_DETECTION else 1
+    n_inputs = len(reader.datasets)  # 1, or the T dates of change detection
     n_bands = reader.mean.shape[0]
     xbuf = [torch.empty(batch_size, n_bands, t, t) for _ in range(n_inputs)]
     xnp = [b.numpy() for b in xbuf]
@@ -326,6 +354,8 @@ def _run(
         xs = [b[:n].to(dev, non_blocking=True) for b in xbuf]
         if nhwc:
             xs = [x.contiguous(memory_format=torch.channels_last) for x in xs]
+        if times is not None:  # [T] -> [n, T]: every tile of a scene shares the dates
+            return model(*xs, times=times.to(dev).expand(n, -1))
         return model(*xs)
 
     def predict_batch() -> None:

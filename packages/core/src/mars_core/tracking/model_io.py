@@ -39,7 +39,7 @@ from torch import nn
 from mars_core.config import RunConfig
 from mars_core.data import InputContract
 from mars_core.errors import MarsError
-from mars_core.tasks import TaskKind, probabilities
+from mars_core.tasks import TIMES_KEY, TaskKind, date_keys, forward, probabilities
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
@@ -174,10 +174,11 @@ def rebuild(weights: Path, config: Path, contract_file: Path) -> tuple[nn.Module
 
 
 def predict_probabilities(model: nn.Module, contract: InputContract, model_input: Any) -> np.ndarray:
-    """Probabilities for normalised input: ``[B,C,H,W]`` (or ``{'image1','image2'}`` for
-    change detection) → ``[B,1,H,W]`` maps or ``[B,K]`` class probabilities."""
+    """Probabilities for normalised input: ``[B,C,H,W]`` (or ``{'image1', ..., 'imageT'}``,
+    optionally with ``times`` [B,T], for change detection) → ``[B,1,H,W]`` maps or ``[B,K]``
+    class probabilities."""
     kind = TaskKind(contract.kind)
-    keys = kind.input_keys
+    keys = date_keys(kind, contract.n_inputs)
     if isinstance(model_input, Mapping):
         missing = [k for k in keys if k not in model_input]
         if missing:
@@ -198,8 +199,12 @@ def predict_probabilities(model: nn.Module, contract: InputContract, model_input
         tensors.append(t)
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    batch: dict[str, torch.Tensor] = {k: t.to(device) for k, t in zip(keys, tensors, strict=True)}
+    if isinstance(model_input, Mapping) and model_input.get(TIMES_KEY) is not None:
+        times = torch.as_tensor(np.asarray(model_input[TIMES_KEY]), dtype=torch.float32)
+        batch[TIMES_KEY] = times.reshape(-1, len(keys)).expand(tensors[0].shape[0], -1).to(device)
     with torch.no_grad():
-        logits = model(*(t.to(device) for t in tensors))
+        logits = forward(kind, model, batch)
     return probabilities(kind, logits).cpu().numpy()
 
 
@@ -229,10 +234,11 @@ def signature_for(contract: InputContract) -> ModelSignature:
     kind = TaskKind(contract.kind)
     shape = (-1, len(contract.bands), -1, -1)
     f32 = np.dtype("float32")
-    if len(kind.input_keys) == 1:
+    keys = date_keys(kind, contract.n_inputs)
+    if len(keys) == 1:
         inputs = Schema([TensorSpec(f32, shape)])
     else:
-        inputs = Schema([TensorSpec(f32, shape, name=k) for k in kind.input_keys])
+        inputs = Schema([TensorSpec(f32, shape, name=k) for k in keys])
     out_shape = (-1, len(contract.classes)) if kind is TaskKind.CLASSIFICATION else (-1, 1, -1, -1)
     return ModelSignature(inputs=inputs, outputs=Schema([TensorSpec(f32, out_shape)]))
 

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mars_core.tasks import TaskKind
+from mars_core.tasks import TaskKind, input_keys_of
 
 Panel = tuple[str, Any]
 Preview = Callable[[dict[str, torch.Tensor]], list[Panel]]
@@ -95,7 +95,7 @@ def as_rgb(image: Any) -> np.ndarray:
 def default_panels(kind: TaskKind, sample: dict[str, torch.Tensor], threshold: float = 0.5,
                    classes: Sequence[str] = ()) -> list[Panel]:
     """Inputs as RGB, then truth and probability maps (or labels in titles)."""
-    panels: list[Panel] = [(key, as_rgb(sample[key])) for key in kind.input_keys if key in sample]
+    panels: list[Panel] = [(key, as_rgb(sample[key])) for key in input_keys_of(kind, sample) if key in sample]
     probs = sample.get("probs")
     target = sample.get(kind.target_key)
     if kind is TaskKind.CLASSIFICATION:
