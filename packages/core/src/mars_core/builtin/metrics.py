@@ -68,7 +68,19 @@ class BinaryMapMetrics(Metric):
 
 
 class ClassificationMetrics(Metric):
-    """Accuracy and macro F1 for K classes from probabilities [B,K] and labels [B]."""
+    """Whole-split scores for K classes from probabilities [B,K] and integer labels [B].
+
+    From the K x K confusion matrix (rows truth, columns argmax prediction):
+      accuracy = trace/N; recall_k = C[k,k]/sum_j C[k,j]; precision_k = C[k,k]/sum_j C[j,k]
+      balanced_accuracy = macro_recall = mean_k recall_k
+      macro_f1 = mean_k 2 P_k R_k/(P_k+R_k)
+      f1 = F1 of the positive class (index 1, the contract's ``classes[1]``) when K = 2,
+      else macro_f1
+    ``auroc``: area under the ROC curve over the whole split (all probabilities are kept,
+    then ranked once): of the positive class's probability when K = 2, else the macro mean
+    of one-vs-rest AUROCs (torchmetrics); 0 when the split lacks a class (no curve exists).
+    A ratio whose denominator is zero is reported as 0.
+    """
 
     full_state_update = False
 
@@ -91,5 +103,28 @@ class ClassificationMetrics(Metric):
         tp = c.diag()
         prec = _ratio(tp, c.sum(0))
         rec = _ratio(tp, c.sum(1))
+        self.probs.append(probs.detach().float())
+        self.labels.append(labels)
+
+    def _auroc(self) -> torch.Tensor:
+        from torchmetrics.utilities import dim_zero_cat
+
+        if isinstance(self.probs, list) and not self.probs:
+            return torch.tensor(0.0, dtype=torch.float64)
+        probs, labels = dim_zero_cat(self.probs), dim_zero_cat(self.labels)
+        if labels.unique().numel() < 2:
+            return torch.tensor(0.0, dtype=torch.float64)
+        from torchmetrics.functional.classification import binary_auroc, multiclass_auroc
+
+        if self.num_classes == 2:
+            return binary_auroc(probs[:, 1], labels).double()
+        return multiclass_auroc(probs, labels, num_classes=self.num_classes, average="macro").double()
         f1 = _ratio(2 * prec * rec, prec + rec)
-        return {"accuracy": _ratio(tp.sum(), c.sum()), "macro_f1": f1.mean(), "macro_recall": rec.mean()}
+        return {
+            "accuracy": _ratio(tp.sum(), c.sum()),
+            "balanced_accuracy": rec.mean(),
+            "f1": f1[1] if self.num_classes == 2 else f1.mean(),
+            "macro_f1": f1.mean(),
+            "macro_recall": rec.mean(),
+            "auroc": self._auroc(),
+        }
