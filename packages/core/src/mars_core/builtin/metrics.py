@@ -83,6 +83,7 @@ class ClassificationMetrics(Metric):
     """
 
     full_state_update = False
+    higher_is_better = True
 
     def __init__(self, num_classes: int = 2) -> None:
         super().__init__()
@@ -91,18 +92,17 @@ class ClassificationMetrics(Metric):
         self.num_classes = num_classes
         self.add_state("confusion", default=torch.zeros(num_classes, num_classes, dtype=torch.float64),
                        dist_reduce_fx="sum")
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
 
     def update(self, probs: torch.Tensor, target: torch.Tensor) -> None:
+        if probs.ndim != 2 or probs.shape[1] != self.num_classes:
+            raise ValueError(f"expected probabilities [B,{self.num_classes}], got {tuple(probs.shape)}")
         pred = probs.argmax(dim=1)
-        idx = target.long().view(-1) * self.num_classes + pred.view(-1)
+        labels = target.long().view(-1)
+        idx = labels * self.num_classes + pred.view(-1)
         self.confusion += torch.bincount(idx, minlength=self.num_classes**2).view(
             self.num_classes, self.num_classes).double()
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        c = self.confusion
-        tp = c.diag()
-        prec = _ratio(tp, c.sum(0))
-        rec = _ratio(tp, c.sum(1))
         self.probs.append(probs.detach().float())
         self.labels.append(labels)
 
@@ -119,6 +119,12 @@ class ClassificationMetrics(Metric):
         if self.num_classes == 2:
             return binary_auroc(probs[:, 1], labels).double()
         return multiclass_auroc(probs, labels, num_classes=self.num_classes, average="macro").double()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        c = self.confusion
+        tp = c.diag()
+        prec = _ratio(tp, c.sum(0))
+        rec = _ratio(tp, c.sum(1))
         f1 = _ratio(2 * prec * rec, prec + rec)
         return {
             "accuracy": _ratio(tp.sum(), c.sum()),
