@@ -74,8 +74,8 @@ class Registries:
         if hint:
             return hint
         close = self.tasks.unknown_message(name)
-        if "did you mean" in close:
-            return close
+        if "did you mean" in close:  # most likely a typo; a package of that name stays possible
+            return f"{close}; if '{name}' is another task, install its package (usually mars-{name})"
         return (f"task '{name}' is not installed (installed tasks: {installed}); a task comes from its own "
                 f"package, usually named mars-<task>: pip install mars-{name} (see 'mars-core plugins')")
 
