@@ -157,3 +157,77 @@ def test_train_crop_param() -> None:
     assert MMLSSource(None, train_crop=64).train_augmentation().crop == 64
     with pytest.raises(MarsError, match="train_crop"):
         MMLSSource(None, train_crop=512)
+
+
+# --------------------------------------------------------------------------- grid-position pairing
+
+
+def _write_pair(root: Path, part: str, image_name: str, mask_name: str, value: float, fg: bool) -> None:
+    """An image whose every pixel is ``value`` and a mask that is all 1 (``fg``) or all 0."""
+    for sub, name, arr in (("images", image_name, np.full((128, 128, 7), value, np.float32)),
+                           ("masks", mask_name, np.full((128, 128), float(fg), np.float32))):
+        (root / part / sub).mkdir(parents=True, exist_ok=True)
+        write_image(root / part / sub / name, arr)
+
+
+def test_published_test_partition_names(tiny_root: Path) -> None:
+    # The published test_partition writes ImageT_patch_R_C / MaskT_patch_R_C.
+    _write_pair(tiny_root, "test_partition", "ImageT_patch_12_3.tif", "MaskT_patch_12_3.tif", 0.2, True)
+    _write_pair(tiny_root, "test_partition", "ImageT_patch_9_40.tif", "MaskT_patch_9_40.tif", 0.8, False)
+    src = MMLSSource(str(tiny_root))
+    assert src.splits() == ["train", "val", "test"]
+    ds = src.dataset("test")
+    assert len(ds) == 2
+    assert sorted(ds.positions) == [(9, 40), (12, 3)]
+    assert "'ImageT'" in ds.description and "'MaskT'" in ds.description
+    for i, pos in enumerate(ds.positions):
+        assert ds[i]["mask"].mean().item() == (1.0 if pos == (12, 3) else 0.0)
+
+
+def test_pairs_by_grid_position_not_by_file_order(tmp_path: Path) -> None:
+    # Sorted by name the two folders list their files in opposite orders ("ImageT_" < "Image_"
+    # but "MaskT_" < "Mask_" pairs 1_1 with 2_2): pairing by order would swap the masks.
+    _write_pair(tmp_path, "train_partition", "ImageT_patch_1_1.tif", "Mask_patch_1_1.tif", 0.25, True)
+    _write_pair(tmp_path, "train_partition", "Image_patch_2_2.tif", "MaskT_patch_2_2.tif", 0.75, False)
+    ds = MMLSSource(str(tmp_path)).dataset("train")
+    assert ds.positions == [(1, 1), (2, 2)]
+    for i, (value, fg) in enumerate(((0.25, 1.0), (0.75, 0.0))):
+        assert abs(ds[i]["image"][0, 0, 0].item() - (value - TRAIN_MEAN[0]) / TRAIN_STD[0]) < 1e-5
+        assert ds[i]["mask"].mean().item() == fg
+    assert "'Image', 'ImageT'" in ds.description and "'Mask', 'MaskT'" in ds.description
+
+
+def test_mask_without_image(tiny_root: Path) -> None:
+    write_image(tiny_root / "train_partition" / "masks" / "MaskT_patch_7_8.tif", np.zeros((128, 128), np.float32))
+    _expect(tiny_root, r"MaskT_patch_7_8\.tif.*no matching image.*7_8")
+
+
+def test_two_files_at_one_grid_position(tiny_root: Path) -> None:
+    write_image(tiny_root / "train_partition" / "images" / "ImageT_patch_0_1.tif", np.zeros((128, 128, 7), np.float32))
+    _expect(tiny_root, r"patch_0_1\.tif and .*patch_0_1\.tif: two images at grid position 0_1")
+
+
+def test_tiff_without_grid_position(tiny_root: Path) -> None:
+    write_image(tiny_root / "train_partition" / "images" / "Image_extra.tif", np.zeros((128, 128, 7), np.float32))
+    _expect(tiny_root, r"Image_extra\.tif.*patch_R_C")
+
+
+def test_stray_file_in_test_partition(tiny_root: Path) -> None:
+    _write_pair(tiny_root, "test_partition", "ImageT_patch_1_2.tif", "MaskT_patch_1_2.tif", 0.5, True)
+    (tiny_root / "test_partition" / "masks" / "test").write_bytes(b"\n")
+    with pytest.warns(UserWarning, match=r"non-TIFF.*test_partition/masks/test"):
+        ds = MMLSSource(str(tiny_root)).dataset("test")
+    assert len(ds) == 1 and ds.positions == [(1, 2)]
+
+
+def test_grid_positions_of_real_and_sample_patches(mmls_root: Path) -> None:
+    from mars_landslide.mmls import grid_position
+
+    assert grid_position("ImageT_patch_12_30.tif") == (12, 30)
+    assert grid_position("Image_patch_3_7") == (3, 7)
+    assert grid_position("Image_7.tif") is None
+    ds = MMLSSource(str(mmls_root)).dataset("val")
+    assert len(set(ds.positions)) == 31
+    assert all(ds.positions[i] == grid_position(n) for i, n in enumerate(ds.names))
+    sample = MMLSSource(None).dataset("train")
+    assert all(p is not None for p in sample.positions) and len(set(sample.positions)) == 18

@@ -6,7 +6,10 @@ Layout (as published with the MarsLS-Net paper)::
     ROOT/validation_partition/{images,masks}/ -> split "val"
     ROOT/test_partition/{images,masks}/       -> split "test" (optional)
 
-``images/Image_patch_R_C.tif`` pairs with ``masks/Mask_patch_R_C.tif``. Each image is a
+``images/Image_patch_R_C.tif`` pairs with ``masks/Mask_patch_R_C.tif``; the published
+``test_partition`` writes ``ImageT_patch_R_C.tif`` / ``MaskT_patch_R_C.tif``. Files are paired
+by their grid position ``R_C`` (the trailing ``patch_R_C``) whatever the prefix, and the
+prefixes found are reported. Each image is a
 128-page TIFF that ``tifffile`` reads as (128, 128, 7) float32 in [0, 1]; GDAL/rasterio see
 only one 128x7 page, which is why we read with tifffile and check the shape ourselves.
 
@@ -19,9 +22,11 @@ paper's listing order and cannot be verified from the files.
 
 from __future__ import annotations
 
+import logging
 import re
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +66,11 @@ SPLIT_DIRS: dict[str, str] = {
 }
 TILE = 128
 N_CHANNELS = 7
-_IMAGE_RE = re.compile(r"^Image_(.+)\.tiff?$", re.IGNORECASE)
+#: ``<prefix>patch_R_C.tif``: the grid position (row R, column C) of a patch is what pairs an
+#: image with its mask, and what a spatial split groups by.
+_PATCH_RE = re.compile(r"^(?P<prefix>.*?)patch_(?P<row>\d+)_(?P<col>\d+)\.tiff?$", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
 
 
 def resolve_channels(channels: str | int | Sequence[str | int] | None) -> list[int]:
@@ -151,50 +160,113 @@ def _is_tiff(path: Path) -> bool:
     return head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def find_pairs(split_dir: Path) -> list[tuple[Path, Path]]:
-    """Pair ``images/Image_X.tif`` with ``masks/Mask_X.tif``.
+def grid_position(name: str) -> tuple[int, int] | None:
+    """(R, C) from a name ending in ``patch_R_C`` (with or without ``.tif``), else None."""
+    m = _PATCH_RE.match(name if name.lower().endswith((".tif", ".tiff")) else name + ".tif")
+    return (int(m.group("row")), int(m.group("col"))) if m else None
+
+
+@dataclass
+class SplitListing:
+    """What :func:`scan_split` found in one partition folder: pairs in image-name order, the
+    grid position of each, the file-name prefixes seen, and the non-TIFF files skipped."""
+
+    pairs: list[tuple[Path, Path]]
+    positions: list[tuple[int, int]]
+    image_prefixes: list[str]
+    mask_prefixes: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+    def describe(self, split_dir: Path) -> str:
+        return (f"MMLS {split_dir}: {len(self.pairs)} image/mask pairs matched by grid position R_C; "
+                f"image prefix(es) {', '.join(repr(p) for p in self.image_prefixes)}, "
+                f"mask prefix(es) {', '.join(repr(p) for p in self.mask_prefixes)}"
+                + (f"; skipped {len(self.skipped)} non-TIFF file(s)" if self.skipped else ""))
+
+
+def _index_folder(folder: Path, kind: str, skipped: list[str]) -> tuple[dict[tuple[int, int], Path], list[str]]:
+    """{(R, C): path} for the TIFFs of one folder; non-TIFF files go to ``skipped``."""
+    found: dict[tuple[int, int], Path] = {}
+    prefixes: list[str] = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        if not _is_tiff(p):
+            skipped.append(str(p))
+            continue
+        m = _PATCH_RE.match(p.name)
+        if m is None:
+            raise MarsError(f"{p}: {kind} TIFF name does not end in patch_R_C.tif (R, C = grid row, column), "
+                            "so it cannot be paired")
+        key = (int(m.group("row")), int(m.group("col")))
+        if key in found:
+            raise MarsError(f"{found[key]} and {p}: two {kind}s at grid position {key[0]}_{key[1]}")
+        found[key] = p
+        prefix = m.group("prefix").rstrip("_-. ")
+        if prefix not in prefixes:
+            prefixes.append(prefix)
+    return found, sorted(prefixes)
+
+
+def scan_split(split_dir: Path) -> SplitListing:
+    """Pair ``images/<prefix>patch_R_C.tif`` with ``masks/<prefix>patch_R_C.tif`` by R_C.
 
     Non-TIFF files (the published train partition has a 1-byte file named ``test`` in each
-    folder) are skipped with one warning that names them. A missing mask, or a folder with
-    no TIFF at all, is an error naming the path.
+    folder) are skipped with one warning that names them. An image without mask, a mask
+    without image, two files at one grid position, or a folder with no TIFF at all is an
+    error naming the path.
     """
     img_dir, mask_dir = split_dir / "images", split_dir / "masks"
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise MarsError(f"{d}: missing folder (expected {split_dir.name}/images and {split_dir.name}/masks)")
     skipped: list[str] = []
-    pairs: list[tuple[Path, Path]] = []
-    for p in sorted(img_dir.iterdir()):
-        if not p.is_file():
-            continue
-        m = _IMAGE_RE.match(p.name)
-        if m is None or not _is_tiff(p):
-            skipped.append(str(p))
-            continue
-        mask = mask_dir / f"Mask_{m.group(1)}{p.suffix}"
-        if not mask.is_file():
-            raise MarsError(f"{p}: no matching mask {mask}")
-        pairs.append((p, mask))
-    for p in sorted(mask_dir.iterdir()):
-        if p.is_file() and not _is_tiff(p):
-            skipped.append(str(p))
+    images, image_prefixes = _index_folder(img_dir, "image", skipped)
+    masks, mask_prefixes = _index_folder(mask_dir, "mask", skipped)
     if skipped:
-        warnings.warn(f"MMLS: skipped {len(skipped)} non-TIFF file(s): {', '.join(skipped)}", stacklevel=2)
-    if not pairs:
-        raise MarsError(f"{img_dir}: no MMLS image TIFFs (Image_*.tif) found")
-    return pairs
+        warnings.warn(f"MMLS: skipped {len(skipped)} non-TIFF file(s): {', '.join(skipped)}", stacklevel=3)
+    if not images:
+        raise MarsError(f"{img_dir}: no MMLS image TIFFs (<prefix>patch_R_C.tif, e.g. Image_patch_3_7.tif) found")
+    for key, p in images.items():
+        if key not in masks:
+            raise MarsError(f"{p}: no matching mask at grid position {key[0]}_{key[1]} in {mask_dir}")
+    for key, m in masks.items():
+        if key not in images:
+            raise MarsError(f"{m}: no matching image at grid position {key[0]}_{key[1]} in {img_dir}")
+    order = sorted(images, key=lambda k: images[k].name)
+    listing = SplitListing(
+        pairs=[(images[k], masks[k]) for k in order], positions=order,
+        image_prefixes=image_prefixes, mask_prefixes=mask_prefixes, skipped=skipped,
+    )
+    log.info(listing.describe(split_dir))
+    return listing
+
+
+def find_pairs(split_dir: Path) -> list[tuple[Path, Path]]:
+    """The (image, mask) pairs of :func:`scan_split`, in image-name order."""
+    return scan_split(split_dir).pairs
 
 
 class ArrayDataset(Dataset):
     """In-memory patches: MMLS splits are small (275 patches = 126 MB), so reading every file
-    once up front validates the whole split before training starts and makes epochs cheap."""
+    once up front validates the whole split before training starts and makes epochs cheap.
 
-    def __init__(self, images: np.ndarray, masks: np.ndarray, channels: list[int], names: list[str]) -> None:
+    ``positions[i]`` is the (R, C) grid position of patch i (None where a name carries none):
+    what a spatial cross-validation groups patches by. ``description`` says what was read.
+    """
+
+    def __init__(self, images: np.ndarray, masks: np.ndarray, channels: list[int], names: list[str],
+                 positions: Sequence[tuple[int, int] | None] | None = None, description: str = "") -> None:
         mean = np.asarray(TRAIN_MEAN, dtype=np.float32)[channels, None, None]
         std = np.asarray(TRAIN_STD, dtype=np.float32)[channels, None, None]
         self.images = torch.from_numpy((images[:, channels] - mean) / std)
         self.masks = torch.from_numpy(masks.astype(np.float32))
         self.names = names
+        self.positions: list[tuple[int, int] | None] = (
+            list(positions) if positions is not None else [grid_position(n) for n in names])
+        if len(self.positions) != len(names):
+            raise ValueError("one grid position per patch expected")
+        self.description = description
 
     def __len__(self) -> int:
         return len(self.names)
@@ -203,11 +275,11 @@ class ArrayDataset(Dataset):
         return {"image": self.images[i], "mask": self.masks[i], "index": torch.tensor(i)}
 
 
-def load_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    pairs = find_pairs(split_dir)
-    images = np.stack([read_image(p) for p, _ in pairs])
-    masks = np.stack([read_mask(m) for _, m in pairs])
-    return images, masks, [p.stem for p, _ in pairs]
+def load_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str], SplitListing]:
+    listing = scan_split(split_dir)
+    images = np.stack([read_image(p) for p, _ in listing.pairs])
+    masks = np.stack([read_mask(m) for _, m in listing.pairs])
+    return images, masks, [p.stem for p, _ in listing.pairs], listing
 
 
 class MMLSSource:
@@ -259,9 +331,14 @@ class MMLSSource:
                 from mars_landslide.sample import load_sample
 
                 images, masks, names = load_sample(split)
+                ds = ArrayDataset(images, masks, self.channels, names,
+                                  description=f"MMLS bundled sample, split {split}: {len(names)} patches")
             else:
-                images, masks, names = load_split(self.base / SPLIT_DIRS[split])
-            self._cache[split] = ArrayDataset(images, masks, self.channels, names)
+                split_dir = self.base / SPLIT_DIRS[split]
+                images, masks, names, listing = load_split(split_dir)
+                ds = ArrayDataset(images, masks, self.channels, names, listing.positions,
+                                  listing.describe(split_dir))
+            self._cache[split] = ds
         return self._cache[split]
 
     def input_contract(self) -> InputContract:
