@@ -116,5 +116,7 @@ def register_commands(register: RegisterCommand) -> None:
 
     ``register(name, command)`` where ``command`` is a ``typer.Typer`` application (added
     as a command group) or a plain function (added as a single command). Names must not
-    clash with the core commands or with other plugins.
+    clash with the core commands or with other plugins. The command is built for every
+    ``mars-core --help``: its module should import torch and other heavy libraries inside
+    the command functions, not at module level.
     """
