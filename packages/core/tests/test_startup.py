@@ -82,6 +82,7 @@ def _cli(env: dict[str, str], *argv: str, cwd: Path | None = None) -> tuple[int,
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=300)
     *err_lines, heavy = proc.stderr.rstrip("\n").split("\n")
+    assert heavy.startswith("["), f"the interpreter died before reporting: {proc.stderr[-2000:]}"
     return proc.returncode, proc.stdout, "\n".join(err_lines), json.loads(heavy)
 
 
