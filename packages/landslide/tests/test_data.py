@@ -231,3 +231,11 @@ def test_grid_positions_of_real_and_sample_patches(mmls_root: Path) -> None:
     assert all(ds.positions[i] == grid_position(n) for i, n in enumerate(ds.names))
     sample = MMLSSource(None).dataset("train")
     assert all(p is not None for p in sample.positions) and len(set(sample.positions)) == 18
+
+
+def test_augmentation_can_be_switched_off() -> None:
+    # The paper trains without augmentation (configs/marslsnet-paper.yaml).
+    assert MMLSSource(None, augment=False).train_augmentation() is None
+    assert MMLSSource(None).train_augmentation() is not None
+    with pytest.raises(MarsError, match="train_crop needs data.augment"):
+        MMLSSource(None, augment=False, train_crop=64)

@@ -293,10 +293,14 @@ class MMLSSource:
         brightness: float = 0.1,
         contrast: float = 0.1,
         train_crop: int | None = None,
+        augment: bool = True,
     ) -> None:
         if train_crop is not None and not 8 <= train_crop <= TILE:
             raise MarsError(f"data.train_crop must be between 8 and {TILE}, got {train_crop}")
+        if train_crop is not None and not augment:
+            raise MarsError("data.train_crop needs data.augment=true (random crops are part of the augmentation)")
         self.train_crop = train_crop
+        self.augment = augment
         self.channels = resolve_channels(channels)
         self.root = root
         self.photometric = photometric
@@ -353,7 +357,10 @@ class MMLSSource:
             source_format="MMLS 128-page TIFF (tifffile series 128x128x7, float32 in [0,1])",
         )
 
-    def train_augmentation(self) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def train_augmentation(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+        """None with ``augment=False`` (the paper trains without augmentation)."""
+        if not self.augment:
+            return None
         from mars_landslide.augment import LandslideAugment
 
         optical = [i for i, c in enumerate(self.channels) if c in (0, 1, 2, 6)]
