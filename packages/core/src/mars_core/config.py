@@ -105,6 +105,25 @@ class TrackingConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class PredictConfig(_Strict):
+    """Whole-scene classification settings, stored with the model (``mars-core predict``
+    reads them from the model and takes ``--set predict.KEY=VALUE`` and its flags over them).
+
+    ``chunk`` is in scene pixels (default: the contract's tile size) and is resampled to
+    ``input_size`` (default: the tile size) before the model sees it. ``filter`` and
+    ``summary`` are free-form parameters handed to the task's chunk filter and scene
+    summariser (``TaskSpec.chunk_filter`` / ``scene_summariser``), e.g. verdict thresholds.
+    Training ignores this section (it is not part of the resume check).
+    """
+
+    chunk: int | None = Field(default=None, gt=0)
+    input_size: int | None = Field(default=None, gt=0)
+    overlap: float = Field(default=0.0, ge=0, lt=1)
+    batch_size: int = Field(default=16, gt=0)
+    filter: dict[str, Any] = Field(default_factory=dict)
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
 class RunConfig(_Strict):
     task: str
     data: DataConfig
@@ -113,6 +132,7 @@ class RunConfig(_Strict):
     metrics: list[Component] = Field(default_factory=list)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    predict: PredictConfig = Field(default_factory=PredictConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -144,7 +144,7 @@ def evaluate(
     _check_contract(loaded.contract, source.input_contract(), model)
     values = evaluate_model(loaded.model, spec.kind, source.dataset(split), cfg.metrics,
                             batch_size=batch_size or cfg.trainer.batch_size, device=resolve_device(device),
-                            registries=regs)
+                            registries=regs, contract=loaded.contract)
     metrics = {split: values}
     console.print(metrics_table(metrics, title=f"{task}: {model} on {data} ({split})"))
     if json_out is not None:
@@ -156,12 +156,23 @@ def evaluate(
 def predict(
     task: str = typer.Argument(...),
     model: str = typer.Option(..., "--model"),
-    inputs: list[Path] = typer.Option(..., "--input", help="Scene GeoTIFF; give two (before, then after) "
-                                      "for change detection."),
-    output: Path = typer.Option(..., "--output", help="Mask GeoTIFF to write; .prob.tif and .geojson go beside it."),
+    inputs: list[Path] = typer.Option(..., "--input", help="Scene GeoTIFF; for change detection give one per "
+                                      "date (the model's T, oldest first)."),
+    output: Path = typer.Option(..., "--output", help="Mask GeoTIFF to write (.prob.tif and .geojson go beside "
+                                "it); for classification the directory for chunks.geojson/.csv and summary.json."),
+    times: list[str] = typer.Option([], "--time", help="Acquisition date of each --input (ISO 8601), in the "
+                                    "same order; default: the inputs' ACQUISITION_TIME-like or DateTime tags."),
     tile: int | None = typer.Option(None, "--tile", min=8),
     overlap: float = typer.Option(0.25, "--overlap", min=0.0, max=0.9),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Default 8 (classification: "
+                                          "the model's predict.batch_size)."),
+    chunk: int | None = typer.Option(None, "--chunk", min=1, help="Classification: chunk edge in scene pixels."),
+    input_size: int | None = typer.Option(None, "--input-size", min=1, help="Classification: the model's "
+                                          "input edge; each chunk is resampled (antialiased) to it."),
+    chunk_overlap: float | None = typer.Option(None, "--chunk-overlap", min=0.0, max=0.95,
+                                               help="Classification: fraction of a chunk shared with a neighbour."),
+    overrides: list[str] = typer.Option([], "--set", help="Classification: override the model's predict "
+                                        "settings, e.g. --set predict.summary.threshold=0.3 (repeatable)."),
     device: str = typer.Option("auto", "--device"),
     threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0),
     min_area: float = typer.Option(0.0, "--min-area", min=0.0, help="Leave polygons smaller than this "
@@ -174,22 +185,33 @@ def predict(
     probability: str = typer.Option("uint8", "--probability", help="Probability raster: uint8 (p = DN/254, "
                                     "255 nodata, GDAL scale tag set) or float32 (nodata NaN)."),
 ) -> None:
-    """Stream whole scenes through a model into GeoTIFF + GeoJSON."""
+    """Stream whole scenes through a model into GeoTIFF + GeoJSON (maps), or per-chunk classes
+    into GeoJSON + CSV + a scene summary (classification)."""
     from mars_core.engine import resolve_device
     from mars_core.plugins import get_registries
     from mars_core.raster import predict_scene
 
-    get_registries().task(task)
+    spec = get_registries().task(task)
     for path in inputs:
         if not path.exists():
             raise MarsError(f"input not found: {path}")
     loaded = _load_model(model, task)
+    if times and spec.kind.value != "change_detection":
+        raise MarsError("--time applies to change detection only")
+    if spec.kind.value == "classification":
+        from mars_core.cli.classify_command import classify
+
+        classify(spec, loaded, inputs, output, chunk=chunk, input_size=input_size, overlap=chunk_overlap,
+                 batch_size=batch_size, device=resolve_device(device), overrides=overrides, overwrite=overwrite)
+        return
+    if overrides or chunk is not None or input_size is not None or chunk_overlap is not None:
+        raise MarsError("--set, --chunk, --input-size and --chunk-overlap apply to classification tasks only")
     if min_pixels is None:
         min_pixels = int((loaded.contract.model_extra or {}).get("min_component_px") or 0)
     result = predict_scene(loaded.model, loaded.contract, inputs, output, tile=tile, overlap=overlap,
-                           batch_size=batch_size, device=resolve_device(device), threshold=threshold,
+                           batch_size=batch_size or 8, device=resolve_device(device), threshold=threshold,
                            min_area_m2=min_area, min_area_px=min_pixels, overwrite=overwrite, progress=True,
-                           channels_last=channels_last, probability=probability)
+                           channels_last=channels_last, probability=probability, times=times or None)
     rows = [(k, str(v)) for k, v in _result_rows(result)]
     console.print(paths_table(rows, title=f"{task}: prediction"))
 

@@ -46,6 +46,7 @@ RESUME_FREE_KEYS: dict[str, tuple[str, ...]] = {
 
 def config_hash(cfg: RunConfig) -> str:
     d = cfg.to_dict()
+    d.pop("predict", None)  # prediction settings do not change training
     for section, keys in RESUME_FREE_KEYS.items():
         for k in keys:
             d.get(section, {}).pop(k, None)
@@ -61,6 +62,8 @@ def config_difference(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
                 section = prefix.split(".")[0] if prefix else k
+                if not prefix and k == "predict":
+                    continue
                 if prefix == section and k in RESUME_FREE_KEYS.get(section, ()):
                     continue
                 walk(f"{prefix}.{k}" if prefix else k, a.get(k), b.get(k))

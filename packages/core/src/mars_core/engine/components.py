@@ -74,12 +74,21 @@ def resolve_device(name: str) -> torch.device:
     raise MarsError(f"trainer.device '{name}' is not one of auto, cpu, cuda, cuda:N, mps")
 
 
-def metric_factories(metric_cfgs: list[Component], registries: Registries) -> list[MetricFactory]:
-    """Resolve metric configs; each is built once here so bad parameters fail up front."""
+def metric_factories(metric_cfgs: list[Component], registries: Registries,
+                     contract: InputContract | None = None) -> list[MetricFactory]:
+    """Resolve metric configs; each is built once here so bad parameters fail up front.
+
+    With a classification ``contract``, a metric whose factory takes ``num_classes`` gets
+    ``len(contract.classes)`` unless its config sets it: the classes are said once, by the
+    data source, rather than repeated (and possibly contradicted) in every metric."""
     out = []
     for mc in metric_cfgs:
         factory = registries.metrics.get(mc.name)
-        build = functools.partial(call_factory, "metric", mc.name, factory, mc.params)
+        params = mc.params
+        if contract is not None and TaskKind(contract.kind) is TaskKind.CLASSIFICATION \
+                and "num_classes" not in params and accepts(factory, "num_classes"):
+            params["num_classes"] = len(contract.classes)
+        build = functools.partial(call_factory, "metric", mc.name, factory, params)
         probe = build()
         if not isinstance(probe, Metric):
             raise MarsError(
@@ -106,15 +115,56 @@ def build_components(cfg: RunConfig, registries: Registries | None = None) -> Co
 
     model_factory = regs.models.get(cfg.model.name)
     model_params: dict[str, Any] = cfg.model.params
-    if accepts(model_factory, "in_channels") and "in_channels" not in model_params:
-        model_params["in_channels"] = len(contract.bands)
+    model_params = fill_from_contract(model_factory, model_params, contract)
     model = call_factory("model", cfg.model.name, model_factory, model_params)
     if not isinstance(model, nn.Module):
         raise MarsError(f"model '{cfg.model.name}' must return a torch.nn.Module, got {type(model).__name__}")
+    if task.kind is TaskKind.CLASSIFICATION:
+        check_class_outputs(model, contract, cfg.model.name)
 
     loss = call_factory("loss", cfg.loss.name, regs.losses.get(cfg.loss.name), cfg.loss.params)
     if not callable(loss):
         raise MarsError(f"loss '{cfg.loss.name}' must return a callable, got {type(loss).__name__}")
 
     return Components(task=task, source=source, contract=contract, model=model, loss=loss,
-                      metrics=metric_factories(cfg.metrics, regs))
+                      metrics=metric_factories(cfg.metrics, regs, contract))
+
+
+def fill_from_contract(factory: Callable[..., Any], params: dict[str, Any],
+                       contract: InputContract) -> dict[str, Any]:
+    """``in_channels`` (number of bands) and, for classification, ``num_classes`` (number of
+    classes) from the contract, when the factory takes them and the config leaves them out.
+    Training and reloading a stored model both go through here, so they build the same net."""
+    out = dict(params)
+    if "in_channels" not in out and accepts(factory, "in_channels"):
+        out["in_channels"] = len(contract.bands)
+    if TaskKind(contract.kind) is TaskKind.CLASSIFICATION and "num_classes" not in out \
+            and accepts(factory, "num_classes"):
+        out["num_classes"] = len(contract.classes)
+    return out
+
+
+def check_class_outputs(model: nn.Module, contract: InputContract, name: str) -> None:
+    """One forward pass on a tiny zero batch before training: a classifier whose output width
+    is not the number of classes would otherwise fail deep inside the loss (a raw
+    RuntimeError) or, worse, train against the wrong classes.
+
+    Binary classification uses two logits with softmax, like any K: a single-logit (sigmoid)
+    model is refused here, so that probabilities, metrics and the scene outputs have one form.
+    """
+    k = len(contract.classes)
+    x = torch.zeros(2, len(contract.bands), contract.tile_size, contract.tile_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[1] != k:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        hint = (" (binary classification takes 2 logits with softmax, not 1)" if k == 2 and
+                isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] == 1 else "")
+        raise MarsError(f"model '{name}' returns {got} but the data source has {k} classes "
+                        f"({', '.join(contract.classes)}); expected [B,{k}]{hint}. "
+                        f"Remove model.num_classes from the config or set it to {k}")

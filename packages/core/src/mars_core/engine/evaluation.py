@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchmetrics import Metric
 
 from mars_core.config import Component
+from mars_core.data import InputContract
 from mars_core.errors import MarsError
 from mars_core.plugins import Registries, get_registries
 from mars_core.tasks import TIMES_KEY, TaskKind, forward, input_keys_of, move_batch, probabilities, target_of
@@ -141,7 +142,7 @@ def run_evaluation(model: nn.Module, kind: TaskKind, loader: Iterable[Any], fact
 
 def evaluate_model(model: nn.Module, kind: TaskKind, dataset: Dataset[Any], metric_cfgs: list[Component], *,
                    batch_size: int, device: torch.device | str, registries: Registries | None = None,
-                   num_workers: int = 0) -> dict[str, float]:
+                   num_workers: int = 0, contract: InputContract | None = None) -> dict[str, float]:
     """Whole-split metrics of ``model`` on ``dataset`` (no loss; the caller has no loss config).
 
     Shards the dataset when a process group is already initialised, so it may be called on
@@ -152,7 +153,7 @@ def evaluate_model(model: nn.Module, kind: TaskKind, dataset: Dataset[Any], metr
     regs = registries if registries is not None else get_registries()
     kind = TaskKind(kind)
     info = distributed.current()
-    factories = metric_factories(metric_cfgs, regs)
+    factories = metric_factories(metric_cfgs, regs, contract)  # num_classes from the contract
     loader = eval_loader(dataset, batch_size, num_workers, info, dev)
     model = distributed.unwrap(model).to(dev)
     return run_evaluation(model, kind, loader, factories, dev, info)

@@ -133,9 +133,11 @@ def warn(message: str) -> None:
 
 def build_model(cfg: RunConfig, contract: InputContract) -> nn.Module:
     """Rebuild the architecture through the model registry, as the engine does:
-    ``in_channels`` defaults to the number of bands when the factory accepts it."""
+    ``in_channels`` and (classification) ``num_classes`` come from the contract when the
+    factory accepts them and the config leaves them out."""
+    from mars_core.engine.components import fill_from_contract
     from mars_core.plugins import get_registries
-    from mars_core.registry import accepts, call_factory
+    from mars_core.registry import call_factory
 
     models = get_registries().models
     if cfg.model.name not in models:
@@ -146,9 +148,7 @@ def build_model(cfg: RunConfig, contract: InputContract) -> nn.Module:
             + (f"; the model was trained with {hint} installed" if hint else "")
         )
     factory = models.get(cfg.model.name)
-    params = cfg.model.params
-    if "in_channels" not in params and accepts(factory, "in_channels"):
-        params["in_channels"] = len(contract.bands)
+    params = fill_from_contract(factory, cfg.model.params, contract)
     return call_factory("model", cfg.model.name, factory, params)
 
 
