@@ -15,6 +15,7 @@ import toy_dates_plugin
 from affine import Affine
 
 from mars_core import plugins
+from mars_core.cli import main
 from mars_core.config import load_task_config
 from mars_core.data import InputContract, Normalisation
 from mars_core.dates import days_since_j2000, parse_time, time_from_tags
@@ -22,6 +23,7 @@ from mars_core.engine import train
 from mars_core.errors import MarsError
 from mars_core.raster import predict_scene
 from mars_core.tasks import TaskKind, date_keys, forward, input_keys_of, takes_times
+from mars_core.tracking.model_io import load_model, save_model_dir, signature_for
 
 MARS_WKT = (
     'PROJCS["Equirectangular Mars",GEOGCS["GCS_Mars_2000_Sphere",DATUM["Mars_2000_(Sphere)",'
@@ -142,3 +144,40 @@ def test_three_dates_train_through_the_engine_and_predict_over_geotiffs(dates_ta
     with pytest.raises(MarsError, match="expects 3 input scene"):
         predict_scene(model, contract, paths[:2], tmp_path / "two.tif", tile=16, progress=False)
     assert not (tmp_path / "two.tif").exists()
+
+
+def test_cli_takes_t_inputs_with_times_and_pyfunc_takes_t_keys(dates_task, tmp_path, capsys):
+    cfg = load_task_config(dates_task.TASK_YAML, overrides=[f"trainer.checkpoint_dir={tmp_path / 'ckpt'}"])
+    summary = train(cfg)
+    model_dir = save_model_dir(summary.model, cfg, summary.contract, tmp_path / "model")
+    rng = np.random.default_rng(1)
+    paths = [_write(tmp_path / f"d{k}.tif", rng.normal(0, 0.3, (20, 24)).astype(np.float32), {}) for k in range(3)]
+    args = ["predict", "toy-dates", "--model", str(model_dir), "--device", "cpu", "--tile", "16"]
+    dates_task.PointwiseDates.seen_times.clear()
+    assert main([*args, *(a for p in paths for a in ("--input", str(p))), "--output", str(tmp_path / "o.tif"),
+                 "--time", "2020-01-01", "--time", "2020-02-01", "--time", "2020-03-01"]) == 0
+    assert (tmp_path / "o.tif").exists() and (tmp_path / "o.geojson").exists()
+    want = torch.tensor([parse_time(d) for d in ("2020-01-01", "2020-02-01", "2020-03-01")])
+    assert dates_task.PointwiseDates.seen_times and torch.allclose(dates_task.PointwiseDates.seen_times[0][0], want)
+    # without --time nor tags the model is told the dates are unknown (NaN), not given a made-up one
+    dates_task.PointwiseDates.seen_times.clear()
+    assert main([*args, *(a for p in paths for a in ("--input", str(p))), "--output", str(tmp_path / "n.tif")]) == 0
+    assert torch.isnan(dates_task.PointwiseDates.seen_times[0]).all()
+    for bad in (["--input", str(paths[0]), "--input", str(paths[1])],
+                [*(a for p in paths for a in ("--input", str(p))), "--time", "2020-01-01"],
+                [*(a for p in paths for a in ("--input", str(p))), "--time", "a", "--time", "b", "--time", "c"]):
+        capsys.readouterr()
+        assert main([*args, *bad, "--output", str(tmp_path / "bad.tif")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "\n" not in err
+        assert not (tmp_path / "bad.tif").exists()
+
+    loaded = load_model(str(model_dir))
+    x = np.asarray(rng.normal(0, 0.3, (2, 1, 8, 8)), dtype=np.float32)
+    dates_task.PointwiseDates.seen_times.clear()
+    probs = loaded.predict({"image1": x, "image2": x, "image3": x + 1, "times": np.array([1.0, 2.0, 3.0])})
+    assert probs.shape == (2, 1, 8, 8)
+    assert torch.equal(dates_task.PointwiseDates.seen_times[0], torch.tensor([[1.0, 2.0, 3.0]] * 2))
+    with pytest.raises(MarsError, match="image3"):
+        loaded.predict({"image1": x, "image2": x})
+    assert [s.name for s in signature_for(loaded.contract).inputs.inputs] == ["image1", "image2", "image3"]

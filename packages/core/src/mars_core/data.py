@@ -150,5 +150,6 @@ class DataSource(Protocol):
     def train_augmentation(self) -> Callable[[Batch], Batch] | None:
         """Batch-level augmentation applied on the training device, or None.
 
-        For pairs it must apply the same random parameters to both dates and the mask."""
+        For change detection it must apply the same random parameters to every date
+        (``image1..imageT``) and the mask, and leave ``times`` as it is."""
         ...

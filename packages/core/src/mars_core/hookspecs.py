@@ -66,8 +66,12 @@ def register_models(register: RegisterFactory) -> None:
     ``register(name, factory)``: ``factory(**params)`` returns a ``torch.nn.Module``.
     When the factory accepts ``in_channels`` and the configuration does not set it, the
     engine passes the number of bands of the data source's input contract. Segmentation
-    models take ``image`` [B,C,H,W]; change-detection models take ``image1, image2``;
-    both return logits [B,1,H,W] for binary targets. Classification models return [B,K].
+    models take ``image`` [B,C,H,W]; change-detection models take ``image1, ..., imageT``
+    (T = the contract's ``n_inputs``; a model that names a ``times`` parameter also gets the
+    dates' acquisition times [B,T], days since J2000, NaN unknown);
+    both return logits [B,1,H,W] for binary targets. Classification models return [B,K],
+    K = the number of classes (also two for binary: softmax over two logits); a factory that
+    accepts ``num_classes`` gets K from the contract unless the configuration sets it.
     Models must be rebuildable from ``factory(**params)`` alone: MLflow stores weights
     and parameters, never a pickled module.
     """

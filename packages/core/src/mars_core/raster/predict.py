@@ -220,7 +220,8 @@ def predict_scene(
     """
     start = time.perf_counter()
     if contract.kind not in (TaskKind.SEGMENTATION, TaskKind.CHANGE_DETECTION):
-        raise MarsError(f"scene prediction supports segmentation and change detection, not {contract.kind.value}")
+        raise MarsError(f"scene prediction supports segmentation and change detection, not "
+                        f"{contract.kind.value} (use mars_core.raster.classify_scene)")
     if blend != "centre":
         raise MarsError(f"blend must be 'centre' (weighted blending is not implemented), got {blend!r}")
     if probability not in PROBABILITY_FORMATS:
