@@ -5,6 +5,15 @@ monitored value beats the current champion's takes the alias. The monitored metr
 name, value and direction are stored as version tags, so the comparison needs no access
 to the runs (which may have been deleted or live on another server) and so
 ``mars-core models`` can show them.
+
+Moving the alias is a compare-and-set (:func:`claim_champion`): read the current
+champion's tags, compare, move, all under the store's inter-process lock, so of two runs
+finishing together only the better one wins and the other cannot move the alias back.
+The lock is a file beside a SQLite store, so it covers every process on machines that
+share that file. An HTTP tracking server has no such lock (MLflow's REST API has no
+conditional alias update): each decision still reads the champion just before moving it,
+so the window is one read and one write; if two runs land in it the later write wins,
+and ``mars-core models`` shows every version's monitored value for a manual fix.
 """
 
 from __future__ import annotations
@@ -14,7 +23,15 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from mars_core.errors import MarsError
-from mars_core.tracking.store import Store, connect, is_not_found, one_line, sqlite_path, tracking_uri
+from mars_core.tracking.store import (
+    Store,
+    connect,
+    is_not_found,
+    one_line,
+    sqlite_path,
+    store_lock,
+    tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -77,6 +94,21 @@ def decide(champion: ModelVersion | None, monitor: str, mode: str, value: float 
     return False, f"{monitor} {value} does not beat champion v{champion.version} ({old})"
 
 
+def claim_champion(store: Store, name: str, version: str, monitor: str, mode: str,
+                   value: float | None) -> tuple[bool, str, ModelVersion | None]:
+    """Give ``version`` the alias if it beats the champion *as it is now*: compare-and-set.
+
+    The read, the comparison and the move happen under :func:`store_lock`, so a concurrent
+    claim sees the outcome of this one. Returns (moved, reason, champion before the claim).
+    """
+    with store_lock(store.uri):
+        champion = current_champion(store, name)
+        moved, reason = decide(champion, monitor, mode, value)
+        if moved:
+            store.client.set_registered_model_alias(name, CHAMPION, version)
+    return moved, reason, champion
+
+
 def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, monitor: str, mode: str,
              best_value: float | None) -> dict[str, Any]:
     """Create a version of ``mars-<task>`` for a logged model; move ``champion`` if earned.
@@ -102,10 +134,7 @@ def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, moni
             name, source=model_info.model_uri, run_id=run_id, tags=tags,
             model_id=getattr(model_info, "model_id", None),
         )
-        champion = current_champion(store, name)
-        moved, reason = decide(champion, monitor, mode, value)
-        if moved:
-            client.set_registered_model_alias(name, CHAMPION, str(version.version))
+        moved, reason, champion = claim_champion(store, name, str(version.version), monitor, mode, value)
     except MlflowException as exc:
         raise MarsError(f"registering model '{name}' failed: {one_line(exc)}") from None
     return {

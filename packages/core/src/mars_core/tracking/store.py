@@ -9,6 +9,14 @@ short request, and only then hands out an ``MlflowClient`` bound to that store.
 ``mlflow`` is imported lazily: importing it costs about a second, which the CLI should not
 pay for ``mars-core plugins``, and its environment variables must be set before it reads
 them.
+
+Several processes may share the default SQLite store (parallel ``mars-core run``, sweep
+workers). MLflow creates and migrates the schema on first use without coordinating
+processes, so two first users of a fresh ``mlflow.db`` corrupt each other's migration
+(``table trace_info already exists``). Hence :func:`store_lock`, an inter-process lock
+file beside the database, held while the schema is created and while the champion alias
+moves; and :class:`RetryingClient`, which retries calls that SQLite refused with
+"database is locked" instead of losing the run.
 """
 
 from __future__ import annotations
@@ -16,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import re
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +44,9 @@ ENV_REGISTRY = "MLFLOW_REGISTRY_URI"
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 DEFAULT_TIMEOUT_S = 10.0
+LOCK_SUFFIX = ".lock"
+LOCK_TIMEOUT_S = 300.0  # a schema migration on a busy 2-core machine takes seconds, not minutes
+LOCKED_RETRIES = 8  # attempts after the first; back-off 0.1 s doubling to 5 s, ~20 s in all
 
 # Noisy loggers: MLflow's INFO lines and alembic's schema migrations on a fresh SQLite file.
 _QUIET_LOGGERS = ("mlflow", "alembic", "alembic.runtime.migration", "urllib3.connectionpool")
@@ -113,10 +126,117 @@ def probe(uri: str, timeout_s: float) -> None:
 
 @dataclass
 class Store:
-    """A verified connection: the URI and a client bound to it."""
+    """A verified connection: the URI and a client bound to it (a :class:`RetryingClient`,
+    typed as the ``MlflowClient`` it forwards to)."""
 
     uri: str
     client: MlflowClient
+
+
+def lock_path(uri: str) -> Path | None:
+    """The lock file of a SQLite store (``mlflow.db.lock`` beside ``mlflow.db``); None for
+    server-backed stores, which serialise writes themselves."""
+    db = sqlite_path(uri)
+    return None if db is None else db.with_name(db.name + LOCK_SUFFIX)
+
+
+# One FileLock object per lock file and process: ``flock`` locks belong to an open file, so
+# two objects on one path in one process would block each other; one object is re-entrant.
+_LOCKS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def store_lock(uri: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold the store's inter-process lock (a no-op for non-SQLite stores).
+
+    Re-entrant within a process. A lock not obtained within ``timeout_s`` is a
+    :class:`MarsError` naming the lock file: a process stuck while holding it is the only
+    way to get there, and the user can see which.
+    """
+    path = lock_path(uri)
+    if path is None:
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = _LOCKS.setdefault(str(path), FileLock(str(path)))
+    try:
+        lock.acquire(timeout=timeout_s)
+    except Timeout:
+        raise MarsError(f"MLflow store {uri} stayed locked for {timeout_s:.0f} s ({path}); "
+                        "is another mars-core process stuck?") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """Whether SQLite refused a write because another process held the database.
+
+    MLflow wraps SQLAlchemy's ``OperationalError`` in an ``MlflowException``; the
+    original is somewhere in the cause chain, or at least in the message.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = str(current).lower()
+        if "database is locked" in text or "database table is locked" in text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def retry_locked(fn: Callable[..., Any], *args: Any, retries: int = LOCKED_RETRIES,
+                 sleep: Callable[[float], None] = time.sleep, **kwargs: Any) -> Any:
+    """Call ``fn``; on "database is locked" wait (exponential back-off with jitter) and
+    call again, at most ``retries`` more times. A refused SQLite write is rolled back, so
+    repeating it cannot apply it twice."""
+    delay = 0.1
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if attempt >= retries or not is_locked_error(exc):
+                raise
+            sleep(delay * (1.0 + random.random()))  # noqa: S311 - jitter, not cryptography
+            delay = min(delay * 2.0, 5.0)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RetryingClient:
+    """An ``MlflowClient`` whose methods retry on "database is locked" (see
+    :func:`retry_locked`); every other attribute is the client's own."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return retry_locked(attr, *args, **kwargs)
+
+        return call
+
+
+def initialise(client: MlflowClient, uri: str) -> None:
+    """Create or migrate a SQLite store's schema under :func:`store_lock`.
+
+    Building the client builds the tracking store; touching the registry builds the
+    registry store: that is when MLflow creates tables and runs migrations, so the caller
+    holds the lock around both. MLflow caches the stores per URI, so later calls in this
+    process do not repeat the work.
+    """
+    if sqlite_path(uri) is None:
+        return
+    with store_lock(uri):
+        retry_locked(client.search_experiments, max_results=1)
+        retry_locked(client.search_registered_models, max_results=1)
 
 
 def registry_uri(uri: str) -> str:
@@ -150,7 +270,10 @@ def connect(timeout_s: float = DEFAULT_TIMEOUT_S, uri: str | None = None, *, cre
     probe(uri, timeout_s)
     from mlflow import MlflowClient
 
-    return Store(uri=uri, client=MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri)))
+    with store_lock(uri):  # MlflowClient() itself creates and migrates a SQLite schema
+        client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
+        initialise(client, uri)
+    return Store(uri=uri, client=RetryingClient(client))  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -182,21 +305,28 @@ def experiment_id(store: Store, name: str) -> str:
     ``./mlartifacts/<name>`` next to ``mlflow.db`` rather than MLflow's ``./mlruns``."""
     from mlflow.exceptions import MlflowException
 
+    # Under the store lock: two first runs of a task would both find no experiment and
+    # both create it, and the second would fail on the unique name.
     try:
-        exp = store.client.get_experiment_by_name(name)
-        if exp is not None:
-            if exp.lifecycle_stage == "deleted":
-                raise MarsError(
-                    f"MLflow experiment '{name}' is deleted; restore it or set tracking.experiment"
-                )
-            return str(exp.experiment_id)
-        location = None
-        if is_default_store(store.uri):
-            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-            location = (Path.cwd() / DEFAULT_ARTIFACTS / safe).resolve().as_uri()
-        return str(store.client.create_experiment(name, artifact_location=location))
+        with store_lock(store.uri):
+            return _get_or_create_experiment(store, name)
     except MlflowException as exc:
         raise MarsError(f"MLflow experiment '{name}': {one_line(exc)}") from None
+
+
+def _get_or_create_experiment(store: Store, name: str) -> str:
+    exp = store.client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise MarsError(
+                f"MLflow experiment '{name}' is deleted; restore it or set tracking.experiment"
+            )
+        return str(exp.experiment_id)
+    location = None
+    if is_default_store(store.uri):
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+        location = (Path.cwd() / DEFAULT_ARTIFACTS / safe).resolve().as_uri()
+    return str(store.client.create_experiment(name, artifact_location=location))
 
 
 def is_not_found(exc: Any) -> bool:
