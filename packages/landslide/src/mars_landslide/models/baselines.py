@@ -17,8 +17,8 @@ architecture each name stands for:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
+from mars_core.models.smp_models import build_smp
 from torch import nn
 
 from mars_landslide.models.catalog import ARCHITECTURES, DEFAULT_ENCODERS, DESCRIPTIONS
@@ -26,19 +26,11 @@ from mars_landslide.models.catalog import ARCHITECTURES, DEFAULT_ENCODERS, DESCR
 _ARCH = ARCHITECTURES
 
 
-class _Logits(nn.Module):
-    """Wraps an smp model so ``forward(image)`` is the whole interface."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, image):  # type: ignore[no-untyped-def]
-        return self.net(image)
-
-
 def make_factory(name: str) -> Callable[..., nn.Module]:
-    """A factory with explicit keyword parameters, so the core can check config keys."""
+    """A factory with explicit keyword parameters, so the core can check config keys.
+
+    The smp model itself is built by mars-core's shared wrapper (one copy for every task
+    package, ``mars_core.models.smp_models``); the module layout (``net.*``) is unchanged."""
 
     def factory(
         in_channels: int = 7,
@@ -46,17 +38,8 @@ def make_factory(name: str) -> Callable[..., nn.Module]:
         encoder_weights: str | None = None,
         encoder_depth: int | None = None,
     ) -> nn.Module:
-        import segmentation_models_pytorch as smp
-
-        kwargs: dict[str, Any] = {
-            "encoder_name": encoder_name or DEFAULT_ENCODERS[name],
-            "encoder_weights": encoder_weights,
-            "in_channels": in_channels,
-            "classes": 1,
-        }
-        if encoder_depth is not None:
-            kwargs["encoder_depth"] = encoder_depth
-        return _Logits(getattr(smp, _ARCH[name])(**kwargs))
+        return build_smp(_ARCH[name], in_channels=in_channels, encoder_name=encoder_name or DEFAULT_ENCODERS[name],
+                         encoder_weights=encoder_weights, encoder_depth=encoder_depth)
 
     factory.__name__ = name
     factory.__doc__ = f"{DESCRIPTIONS[name]}; encoder_weights=None by default (no download)."
