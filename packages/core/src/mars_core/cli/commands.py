@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from mars_core.cli.output import console, metrics_table, paths_table, write_json_atomic
+from mars_core.cli.sweep_command import sweep
 from mars_core.errors import MarsError
 
 app = typer.Typer(
@@ -112,6 +113,9 @@ def run(
         write_json_atomic(json_out, {"run_id": summary.run_id, "model_uri": summary.model_uri, "metrics": metrics})
         rows.append(("results", str(json_out)))
     console.print(paths_table(rows))
+
+
+app.command(name="sweep")(sweep)  # the command lives in cli/sweep_command.py
 
 
 @app.command()

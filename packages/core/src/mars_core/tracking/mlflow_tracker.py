@@ -67,9 +67,16 @@ class MlflowTracker:
     (defaults to ``cfg.tracking.timeout_s`` when built with :func:`tracker_for`).
     """
 
-    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, uri: str | None = None) -> None:
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, uri: str | None = None, *,
+                 parent_run_id: str | None = None, run_name: str | None = None,
+                 tags: dict[str, str] | None = None) -> None:
+        """``parent_run_id`` opens the run as a child (a sweep's trial under its sweep run):
+        MLflow nests runs by the ``mlflow.parentRunId`` tag."""
         self.timeout_s = timeout_s
         self.uri = uri
+        self.parent_run_id = parent_run_id
+        self.run_name = run_name
+        self.extra_tags = dict(tags or {})
         self.store: Store | None = None
         self.run_id: str | None = None
         self.cfg: RunConfig | None = None
@@ -88,7 +95,10 @@ class MlflowTracker:
             if resume_run_id:
                 self.run_id = self._reopen(self.store, exp_id, resume_run_id)
             else:
-                run = client.create_run(exp_id, tags=self._tags(cfg, task))
+                tags = {**self._tags(cfg, task), **self.extra_tags}
+                if self.parent_run_id:
+                    tags["mlflow.parentRunId"] = self.parent_run_id
+                run = client.create_run(exp_id, tags=tags, run_name=self.run_name)
                 self.run_id = run.info.run_id
             self._open = True
             self._log_config(cfg, resumed=bool(resume_run_id))
