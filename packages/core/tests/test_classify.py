@@ -254,3 +254,37 @@ def test_num_classes_comes_from_the_data_source_and_a_mismatch_is_one_line(patch
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert "returns (2, 2)" in err and "3 classes" in err and "Traceback" not in err
+
+
+def test_filter_fields_and_in_place_repair_reach_the_outputs(patch_task, tmp_path):
+    # SYNTHETIC: chunk (0, 1) holds one pixel at 1e4 that the filter repairs to 100 in place
+    # and reports as a field; the model (linear in the mean) must see the repaired value.
+    chunk = 8
+    values = np.full((2 * chunk, 2 * chunk), 100.0, dtype=np.float32)
+    values[3, chunk + 2] = 1e4
+    scene = write_scene(tmp_path / "hot.tif", values)
+
+    def repair(raw, valid, params):
+        hot = raw[0] > 1000
+        if not hot.any():
+            return None
+        raw[0][hot] = 100.0
+        return {"skip": None, "n_fixed": int(hot.sum())}
+
+    contract = tp.PatchSource(size=chunk).input_contract()
+    classify_scene(known_model(), contract, scene, tmp_path / "o", chunk=chunk, input_size=chunk,
+                   chunk_filter=repair)
+    rows = list(csv.DictReader((tmp_path / "o" / "chunks.csv").open()))
+    fixed = {(int(r["row"]), int(r["col"])): r["n_fixed"] for r in rows}
+    assert fixed == {(0, 0): "", (0, 1): "1", (1, 0): "", (1, 1): ""}
+    p = {float(r["p"]) for r in rows}
+    assert len(p) == 1  # the hot chunk got exactly the probability of its clean neighbours
+    feats = json.loads((tmp_path / "o" / "chunks.geojson").read_text())["features"]
+    assert [f["properties"].get("n_fixed") for f in feats] == [None, 1, None, None]
+
+    def clash(raw, valid, params):
+        return {"skip": None, "p": 1.0}
+
+    with pytest.raises(MarsError, match="fields that the core writes"):
+        classify_scene(known_model(), contract, scene, tmp_path / "c", chunk=chunk, chunk_filter=clash)
+    assert not (tmp_path / "c").exists()

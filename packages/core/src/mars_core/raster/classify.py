@@ -13,7 +13,11 @@ section (``predict.filter`` / ``predict.summary``):
 * ``chunk_filter(chunk, valid, params) -> str | None``: ``chunk`` is the raw chunk
   [C,h,w] in the scene's data type (before normalisation), ``valid`` its [h,w] bool
   validity (nodata, masks, NaN excluded); return None to classify the chunk, or the reason
-  for skipping it (recorded in the outputs).
+  for skipping it (recorded in the outputs). A filter that finds something worth recording
+  without skipping (e.g. hot pixels) returns a dict instead: ``"skip"`` (None or the reason)
+  plus extra record fields (scalars, written to every output; absent ones are empty). The
+  filter may repair ``chunk`` in place (e.g. replace faulty pixels): the model sees the
+  repaired values, since the chunk is normalised only after the filter has run.
 * ``summariser(records, classes, params) -> dict``: ``records`` are the chunk records as
   written to ``chunks.csv`` (dicts, skipped chunks included), ``classes`` the contract's
   class names; the JSON-able result goes in ``summary.json`` under ``summary``.
@@ -248,6 +252,8 @@ def classify_scene(
                     records.append(rec)
                     reason = NO_VALID_PIXELS if not valid.any() else (
                         chunk_filter(raw, valid, fparams) if chunk_filter is not None else None)
+                    if isinstance(reason, dict):
+                        reason = _add_fields(rec, reason)
                     if reason is not None:
                         rec["skipped"], rec["reason"] = True, str(reason)
                         continue
@@ -304,6 +310,16 @@ def _model_input(raw: np.ndarray, valid: np.ndarray, mean: torch.Tensor, std: to
     return x
 
 
+def _add_fields(rec: dict[str, Any], note: dict[str, Any]) -> str | None:
+    """Merge a filter's extra fields into the record; return its skip reason (or None)."""
+    extra = {k: v for k, v in note.items() if k != "skip"}
+    clash = sorted(set(extra) & set(rec))
+    if clash:
+        raise MarsError(f"the chunk filter returned fields that the core writes itself: {', '.join(clash)}")
+    rec.update(extra)
+    return note.get("skip")
+
+
 def _count(items: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for it in items:
@@ -329,9 +345,9 @@ def _write_all(finals: Sequence[Path], ds: DatasetReader, records: list[dict[str
             for k, rec in enumerate(records)
         ]
         tmps[0].write_text(json.dumps(head) + "\n", encoding="utf-8")
-        fields = list(records[0]) if records else []
+        fields = list(dict.fromkeys(k for rec in records for k in rec))  # a filter's fields may vary
         with open(tmps[1], "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
             writer.writeheader()
             for rec in records:
                 writer.writerow({k: ("" if v is None else v) for k, v in rec.items()})
