@@ -1,0 +1,1 @@
+"""The HiRISE archive crawler behind ``mars-core rsl crawl`` (see ``run.crawl``)."""
