@@ -83,3 +83,27 @@ def crawl(
     for pid in report.failed:
         print(f"failed: {pid}: {report.errors.get(pid, '')}", file=sys.stderr)
     _exit(report.exit_code)
+
+
+@app.command()
+def coregister(
+    reference: Path = typer.Option(..., "--reference", help="reference image: the grid every date is put on"),
+    inputs: list[Path] = typer.Option(..., "--input", help="image to register (repeatable)"),
+    output: Path = typer.Option(..., "--output", help="folder: {stem}.coreg.tif, coregistration.{csv,json}"),
+    model: str = typer.Option("affine", "--model", help="affine or homography"),
+    min_inliers: int = typer.Option(12, "--min-inliers", help="fewer RANSAC inliers: the image is refused"),
+    min_overlap: float = typer.Option(0.2, "--min-overlap", help="least fraction of the reference covered"),
+    threshold: float = typer.Option(1.5, "--threshold", help="RANSAC inlier distance, px"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
+) -> None:
+    """Tie points (SIFT) + RANSAC fit + resampling of each input onto the reference grid."""
+    from mars_rsl.coregister import coregister as run
+
+    for p in [reference, *inputs]:
+        if not p.exists():
+            raise MarsError(f"file not found: {p}")
+    results = run(reference, list(inputs), output, model=model, min_inliers=min_inliers,  # type: ignore[arg-type]
+                  min_overlap=min_overlap, threshold=threshold, overwrite=overwrite)
+    for r in results:
+        print(f"{Path(r.input).name}: {r.inliers} inliers of {r.matches} matches, RMSE {r.rmse_px:.3f} px",
+              file=sys.stderr)

@@ -171,7 +171,8 @@ def product_label(obs: str, kind: str, size: int) -> str:
             f'  FILE_NAME = "{obs}_{kind}.JP2"\r\n  ENCODING_TYPE = "JP2"\r\nEND_OBJECT = COMPRESSED_FILE\r\n'
             'OBJECT = IMAGE\r\n  SAMPLE_BITS = 16\r\n  SCALING_FACTOR = 2.0E-05\r\n  OFFSET = 0.0\r\n'
             '  CORE_NULL = 0\r\n  CORE_LOW_REPR_SATURATION = 1\r\n  CORE_LOW_INSTR_SATURATION = 2\r\n'
-            '  CORE_HIGH_REPR_SATURATION = 1023\r\n  CORE_HIGH_INSTR_SATURATION = 1022\r\nEND_OBJECT = IMAGE\r\nEND\r\n')
+            '  CORE_HIGH_REPR_SATURATION = 1023\r\n  CORE_HIGH_INSTR_SATURATION = 1022\r\n'
+            'END_OBJECT = IMAGE\r\nEND\r\n')
 
 
 def build_archive(index_lbl: str, index_tab: bytes, sizes: tuple[int, int] = (20_000, 60_000), seed: int = 0,
