@@ -113,3 +113,44 @@ def test_store_lock_excludes_another_process(in_tmp):
         held = subprocess.run([sys.executable, "-c", probe, lock_file], capture_output=True, text=True)
     free = subprocess.run([sys.executable, "-c", probe, lock_file], capture_output=True, text=True)
     assert (held.stdout.strip(), free.stdout.strip()) == ("held", "free")
+
+
+def test_locked_database_errors_are_retried_and_others_are_not(tmp_path):
+    """A real SQLite lock: another connection holds an exclusive transaction; the write
+    succeeds once it is released, within the bounded retries."""
+    import sqlite3
+
+    from mars_core.tracking.store import is_locked_error, retry_locked
+
+    db = tmp_path / "x.db"
+    sqlite3.connect(db).execute("CREATE TABLE t (v INTEGER)").connection.commit()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    attempts: list[int] = []
+
+    def write() -> None:
+        attempts.append(1)
+        if len(attempts) == 3:
+            holder.execute("COMMIT")  # the other process finishes while we back off
+        con = sqlite3.connect(db, timeout=0)
+        try:
+            con.execute("INSERT INTO t VALUES (1)")
+            con.commit()
+        finally:
+            con.close()
+
+    retry_locked(write, sleep=lambda s: None)
+    assert len(attempts) == 3  # refused twice, then written
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+    holder.execute("BEGIN EXCLUSIVE")
+    attempts.clear()
+    with pytest.raises(sqlite3.OperationalError) as info:  # bounded: gives up after the retries
+        retry_locked(lambda: (attempts.append(1), write()), retries=2, sleep=lambda s: None)
+    assert is_locked_error(info.value) and len(attempts) == 3
+    holder.execute("ROLLBACK")
+
+    calls: list[int] = []
+    with pytest.raises(ValueError):
+        retry_locked(lambda: calls.append(1) or (_ for _ in ()).throw(ValueError("not a lock")))
+    assert calls == [1]

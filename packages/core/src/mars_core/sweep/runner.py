@@ -192,7 +192,7 @@ def _finish(opts: SweepOptions, base_cfg: Any, study: Any, base: Base) -> dict[s
     registered: dict[str, Any] = {}
     if best is not None and best["model_uri"]:
         cfg = base.config(best["params"], ["tracking.enabled=true"])
-        if study.user_attrs.get(ATTR_REGISTERED) != best["trial"]:
+        if cfg.tracking.register_model and study.user_attrs.get(ATTR_REGISTERED) != best["trial"]:
             info = SimpleNamespace(model_uri=best["model_uri"],
                                    model_id=best["model_uri"].removeprefix("models:/") or None)
             registered = registry_ops.register(store, cfg, info, best["run_id"], monitor=monitor, mode=mode,
