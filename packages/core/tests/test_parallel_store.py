@@ -144,10 +144,19 @@ def test_locked_database_errors_are_retried_and_others_are_not(tmp_path):
     assert sqlite3.connect(db).execute("SELECT count(*) FROM t").fetchone() == (1,)
 
     holder.execute("BEGIN EXCLUSIVE")
-    attempts.clear()
+    tries: list[int] = []
+
+    def blocked_write() -> None:
+        tries.append(1)
+        con = sqlite3.connect(db, timeout=0)
+        try:
+            con.execute("INSERT INTO t VALUES (2)")
+        finally:
+            con.close()
+
     with pytest.raises(sqlite3.OperationalError) as info:  # bounded: gives up after the retries
-        retry_locked(lambda: (attempts.append(1), write()), retries=2, sleep=lambda s: None)
-    assert is_locked_error(info.value) and len(attempts) == 3
+        retry_locked(blocked_write, retries=2, sleep=lambda s: None)
+    assert is_locked_error(info.value) and len(tries) == 3
     holder.execute("ROLLBACK")
 
     calls: list[int] = []
