@@ -36,7 +36,6 @@ def fold_overrides(k: int, i: int) -> list[str]:
 
 def trivial(root: str, k: int, i: int) -> dict[str, float]:
     """All-glacier prediction on fold i's validation pixels."""
-    import numpy as np
     from mars_glacier.metrics import confusion_scores
     from mars_glacier.scenes import GlacierScenes
 
@@ -75,7 +74,7 @@ def run_many(kind: str, trials: dict[str, list[str]], args: argparse.Namespace) 
     have = done(path)
     budget = [f"trainer.epochs={args.epochs}", f"trainer.max_steps_per_epoch={args.steps}",
               f"trainer.batch_size={args.batch}", f"data.train_overlap={args.train_overlap}"]
-    for i in range(args.folds):
+    for i in (args.only_folds or range(args.folds)):
         base = trivial(args.data, args.folds, i)
         if ("trivial", i) not in have:
             with path.open("a") as f:
@@ -121,6 +120,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--only-folds", type=int, nargs="*", default=None, help="run these folds only (CPU budget)")
     p.add_argument("--train-overlap", type=float, default=0.875)
     p.add_argument("--models", default="")
     p.add_argument("--model", default="glacier-linknet")

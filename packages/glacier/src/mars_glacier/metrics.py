@@ -13,6 +13,7 @@ Pixels whose target is IGNORE (255) never count.
 from __future__ import annotations
 
 import torch
+
 from mars_core.builtin.metrics import BinaryMapMetrics
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from mars_core import hookimpl
 from mars_core.tasks import TaskKind, TaskSpec
-
 from mars_glacier.models.catalog import DESCRIPTIONS, FACTORIES, PREFIX
 
 TASK_YAML = Path(__file__).with_name("glacier.yaml")

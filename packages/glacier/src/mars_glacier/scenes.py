@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from mars_core.data import InputContract, Normalisation
 from mars_core.errors import MarsError
 from mars_core.geodata import (
@@ -83,8 +84,8 @@ def open_scene(key: str, files: dict[str, Path]) -> GeoScene:
         with rasterio.open(path) as ds:
             expected = {"rgb": 3, "nir": 1, "stack": 4}[next(k for k, v in files.items() if v == path)]
             if ds.count != expected:
-                raise MarsError(f"{path.name} has {ds.count} band(s); expected {expected} "
-                                f"({'red, green, blue' if expected == 3 else 'nir' if expected == 1 else ', '.join(BANDS)})")
+                names = {3: "red, green, blue", 1: "nir"}.get(expected, ", ".join(BANDS))
+                raise MarsError(f"{path.name} has {ds.count} band(s); expected {expected} ({names})")
     if "stack" in files:
         return GeoScene.from_files({"stack": files["stack"]}, bands={"stack": BANDS}, key=key)
     return GeoScene.from_files({"rgb": files["rgb"], "nir": files["nir"]},
@@ -122,8 +123,9 @@ def check_outlines(path: Path, scene: GeoScene, layer: str | None = None) -> Non
     xs, ys = (t.c, t.c + t.a * w), (t.f, t.f + t.e * h)
     box = transform_bounds(scene.crs, crs, min(xs), min(ys), max(xs), max(ys), densify_pts=21)
     if not shapely.intersects(shapely.box(*box), shapely.union_all(geoms)):
-        raise MarsError(f"{path.name}: no outline overlaps scene {scene.key} (scene bounds {tuple(round(b, 4) for b in box)} "
-                        f"in the outlines' CRS)")
+        bounds = tuple(round(b, 4) for b in box)
+        raise MarsError(f"{path.name}: no outline overlaps scene {scene.key} "
+                        f"(scene bounds {bounds} in the outlines' CRS)")
 
 
 class GlacierScenes:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mars_core.models.smp_models import activation_layer, check_dropout, check_pooling
 from torch import nn
+
+from mars_core.models.smp_models import activation_layer, check_dropout, check_pooling
 
 __all__ = ["ResBlock", "activation_layer", "check_dropout", "check_pooling", "down"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mars_core.models.smp_models import build_smp
 from torch import nn
 
+from mars_core.models.smp_models import build_smp
 from mars_landslide.models.catalog import ARCHITECTURES, DEFAULT_ENCODERS, DESCRIPTIONS
 
 _ARCH = ARCHITECTURES
