@@ -42,9 +42,14 @@ def table(trials: list[dict[str, Any]], monitor: str, best: int | None, title: s
     for r in trials:
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
         state = r["state"] if not r["error"] else f"{r['state']}: {r['error'][:60]}"
-        tab.add_row(f"{r['trial']}{'*' if r['trial'] == best else ''}", *(str(r["params"].get(k, "-")) for k in keys),
-                    value, state, r["run_id"] or "-")
+        tab.add_row(f"{r['trial']}{'*' if r['trial'] == best else ''}", *(_cell(r["params"].get(k, "-")) for k in keys),
+                    value, state, (r["run_id"] or "-")[:12])
     return tab
+
+
+def _cell(value: Any) -> str:
+    """Sampled floats have 16 digits; four significant ones fit a column (the CSV keeps all)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def write_csv(trials: list[dict[str, Any]], monitor: str, path: Path) -> None:
