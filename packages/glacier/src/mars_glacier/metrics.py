@@ -33,4 +33,5 @@ def confusion_scores(tp: float, fp: float, fn: float, tn: float) -> dict[str, fl
     """The same figures from plain counts (benchmarks, the trivial baseline)."""
     m = GlacierMapMetrics()
     m.tp, m.fp, m.fn, m.tn = (torch.tensor(float(v), dtype=torch.float64) for v in (tp, fp, fn, tn))
+    m._update_count = 1  # counts set directly: no "compute before update" warning
     return {k: float(v) for k, v in m.compute().items()}

@@ -134,7 +134,7 @@ class GlacierScenes:
     def __init__(self, root: str | None = None, outlines: str | None = None, layer: str | None = None,
                  tile: int = 128, fractions: Sequence[float] = (0.8, 0.2, 0.0), block_tiles: int = 2,
                  gap_tiles: int = 1, seed: int = 0, folds: int | None = None, fold: int = 0,
-                 train_overlap: float = 0.75, augment: Sequence[str] = ("flip",),
+                 train_overlap: float = 0.875, augment: Sequence[str] = ("flip",),
                  jitter: float = 0.1) -> None:
         self.folder = Path(root) if root is not None else SAMPLE_DIR
         if not self.folder.is_dir():
