@@ -1,5 +1,44 @@
-"""Plugin module of mars-icepatch.
+"""Plugin module of mars-icepatch: registers everything through mars-core's hooks.
 
-This package is an installable skeleton: it is loaded by mars-core and registers nothing
-yet. Its task will be added by a later issue; until then `mars-core run icepatch` says so.
+Loaded on every ``mars-core`` start, so it imports no torch: components are registered as
+"module:attr" strings that mars-core imports on first use.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mars_core import hookimpl
+from mars_core.tasks import TaskKind, TaskSpec
+
+TASK_YAML = Path(__file__).with_name("icepatch.yaml")
+
+
+@hookimpl
+def register_datasources(register) -> None:  # type: ignore[no-untyped-def]
+    register("hirise-chips", "mars_icepatch.chips:HiriseChips",
+             description="grayscale HiRISE chips + labels.csv, split by observation (root None: bundled real sample)")
+
+
+@hookimpl
+def register_models(register) -> None:  # type: ignore[no-untyped-def]
+    register("xception-small", "mars_icepatch.models:xception_small",
+             description="icepatch paper: reduced Xception (separable convs, BN before ReLU, dropout 0.5)")
+    register("resnet18-gray", "mars_icepatch.models:resnet18",
+             description="baseline: timm ResNet-18, in_chans=1, random init")
+
+
+@hookimpl
+def register_tasks(register) -> None:  # type: ignore[no-untyped-def]
+    register(TaskSpec(name="icepatch", kind=TaskKind.CLASSIFICATION, default_config=TASK_YAML,
+                      distribution="mars-icepatch",
+                      description="ice / no-ice HiRISE chunks, per-image verdicts, hot-pixel repair",
+                      chunk_filter="mars_icepatch.chunks:black_centre_and_hot_pixels",
+                      scene_summariser="mars_icepatch.verdict:scene_verdict"))
+
+
+@hookimpl
+def register_commands(register) -> None:  # type: ignore[no-untyped-def]
+    from mars_icepatch.cli import app
+
+    register("icepatch", app, description="per-observation verdicts for a chip folder; class balance")

@@ -1,0 +1,269 @@
+"""``hirise-chips``: a folder of grayscale HiRISE chips with ``labels.csv``, split by observation.
+
+Layout: ``labels.csv`` (``file, observation, latitude, landmark_class, ice``) and
+``chips/<file>``. Why the choices:
+
+* Splits are by observation: the augmented copies of a landmark (``-r90 -fh -brt`` ...)
+  and all chips of one observation are near-duplicates, so a split by chip would leak.
+  The landmark of a file (its name without the copy suffix) must belong to one observation;
+  the loader checks it. Observations are dealt to splits separately per class (by their
+  majority label) so that every split holds both classes when there are enough.
+* ``folds``/``fold``: k-fold cross-validation grouped the same way (fold ``fold`` is the
+  test split, the next one the validation split, the rest train), for the benchmark.
+* ``--split all`` evaluates every chip of the folder (the withheld observations come in
+  this layout).
+* Each chip is read raw, its hot pixels repaired (:mod:`mars_icepatch.hotpixels`), then
+  stretched with the contract's robust normalisation (2-98 % of its valid, non-zero pixels:
+  8-bit chips and 16-bit RDR chunks then look alike), resampled to ``input_size``.
+* Every user mistake in ``labels.csv`` (missing columns or files, unknown labels, a landmark
+  in two observations, a non-grayscale chip) is a one-line :class:`MarsError`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from mars_core.data import InputContract, Normalisation
+from mars_core.errors import MarsError
+from mars_core.tasks import TaskKind
+from mars_icepatch.hotpixels import HotPixelParams, repair_hot_pixels
+
+CLASSES = ["no_ice", "ice"]
+COLUMNS = ("file", "observation", "latitude", "landmark_class", "ice")
+SPLITS = ("train", "val", "test")
+ALL = "all"
+COPY_SUFFIX = re.compile(r"-(r90|r180|r270|fh|fv|brt)$")
+P_LOW, P_HIGH = 2.0, 98.0
+#: RDR null value: never a valid pixel, excluded from the stretch's percentiles.
+NULL = 0
+
+
+def sample_root() -> Path:
+    """The bundled sample of real chips (see ``sample/NOTICE.md``)."""
+    return Path(str(resources.files("mars_icepatch") / "sample"))
+
+
+def normalisation() -> Normalisation:
+    """Robust per-image stretch; 0 (RDR null) is left out of the percentiles."""
+    return Normalisation.robust(1, p_low=P_LOW, p_high=P_HIGH, saturated=[NULL])
+
+
+@dataclass(frozen=True)
+class Chip:
+    file: str
+    path: Path
+    observation: str
+    latitude: float
+    landmark_class: str
+    ice: int
+
+    @property
+    def landmark(self) -> str:
+        return COPY_SUFFIX.sub("", Path(self.file).stem)
+
+
+def read_labels(root: str | Path) -> list[Chip]:
+    """Parse and check ``root/labels.csv`` (every file present, ice in {0, 1})."""
+    root = Path(root)
+    table = root / "labels.csv"
+    if not table.is_file():
+        raise MarsError(f"{root}: no labels.csv (expected columns {', '.join(COLUMNS)})")
+    with table.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise MarsError(f"{table}: missing column(s) {', '.join(missing)}")
+        rows = list(reader)
+    if not rows:
+        raise MarsError(f"{table}: no chips listed")
+    chips: list[Chip] = []
+    for n, row in enumerate(rows, start=2):
+        label = (row["ice"] or "").strip()
+        if label not in ("0", "1"):
+            raise MarsError(f"{table} line {n}: unknown label ice={label!r} for {row['file']} (expected 0 or 1)")
+        path = root / "chips" / row["file"]
+        if not path.is_file():
+            raise MarsError(f"{table} line {n}: {row['file']} is not in {root / 'chips'}")
+        try:
+            lat = float(row["latitude"])
+        except ValueError:
+            raise MarsError(f"{table} line {n}: latitude {row['latitude']!r} is not a number") from None
+        chips.append(Chip(row["file"], path, row["observation"].strip(), lat, row["landmark_class"], int(label)))
+    owner: dict[str, str] = {}
+    for c in chips:
+        if owner.setdefault(c.landmark, c.observation) != c.observation:
+            raise MarsError(f"{table}: landmark {c.landmark} appears in observations {owner[c.landmark]} "
+                            f"and {c.observation}; a split by observation would leak it")
+    return chips
+
+
+def read_chip(path: Path) -> np.ndarray:
+    """One chip as a 2-D array in its own dtype; a colour image is refused."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "F"):
+                raise MarsError(f"{path}: not a grayscale image (mode {im.mode}); icepatch takes one band")
+            arr = np.array(im)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MarsError(f"{path}: cannot be read as an image ({exc})") from None
+    if arr.ndim != 2:
+        raise MarsError(f"{path}: not a grayscale image (shape {arr.shape})")
+    return arr
+
+
+def stretch(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised float32, valid) with the robust method of :func:`normalisation`."""
+    valid = raw != NULL
+    values = raw[valid]
+    if values.size == 0:
+        return np.zeros(raw.shape, np.float32), valid
+    lo, hi = np.percentile(values.astype(np.float64), [P_LOW, P_HIGH])
+    x = (raw.astype(np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
+    x[~valid] = 0.0
+    return x, valid
+
+
+def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | None) -> tuple[torch.Tensor, int]:
+    """Model input [1, S, S] from a raw chip (repaired, stretched, resampled) and the number
+    of hot pixels repaired. ``raw`` is not modified."""
+    img = raw.copy()
+    n_hot = 0
+    if hot_pixels is not None:
+        n_hot = len(repair_hot_pixels(img, img != NULL, hot_pixels))
+    x, _ = stretch(img)
+    t = torch.from_numpy(x)[None]
+    if t.shape[-2:] != (input_size, input_size):
+        t = F.interpolate(t[None], size=(input_size, input_size), mode="bilinear", antialias=True,
+                          align_corners=False)[0]
+    return t, n_hot
+
+
+class ChipDataset(Dataset):
+    def __init__(self, chips: list[Chip], input_size: int, hot_pixels: HotPixelParams | None) -> None:
+        self.chips, self.input_size, self.hot_pixels = chips, input_size, hot_pixels
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        c = self.chips[i]
+        x, _ = chip_tensor(read_chip(c.path), self.input_size, self.hot_pixels)
+        return {"image": x, "label": torch.tensor(c.ice, dtype=torch.long)}
+
+
+def observation_labels(chips: list[Chip]) -> dict[str, int]:
+    """Majority ice label of each observation (for stratified dealing)."""
+    votes: dict[str, list[int]] = {}
+    for c in chips:
+        votes.setdefault(c.observation, []).append(c.ice)
+    return {o: int(np.mean(v) >= 0.5) for o, v in votes.items()}
+
+
+def observation_folds(chips: list[Chip], k: int, seed: int) -> dict[str, int]:
+    """Fold id per observation: per class, shuffled observations dealt round-robin, largest
+    first, so folds get similar numbers of chips of each class."""
+    labels = observation_labels(chips)
+    sizes: dict[str, int] = {}
+    for c in chips:
+        sizes[c.observation] = sizes.get(c.observation, 0) + 1
+    rng = np.random.default_rng(seed)
+    fold: dict[str, int] = {}
+    for cls in (0, 1):
+        obs = [o for o in sorted(labels) if labels[o] == cls]
+        rng.shuffle(obs)
+        load = [0] * k
+        for o in sorted(obs, key=lambda o: -sizes[o]):
+            f = int(np.argmin(load))
+            fold[o] = f
+            load[f] += sizes[o]
+    return fold
+
+
+class HiriseChips:
+    """The ``hirise-chips`` data source (see the module docstring)."""
+
+    def __init__(self, root: str | None = None, split: list[float] | dict[str, list[str]] | None = None,
+                 folds: int | None = None, fold: int = 0, seed: int = 0, input_size: int = 227,
+                 hot_pixels: dict[str, Any] | bool | None = True) -> None:
+        self.root = Path(root) if root is not None else sample_root()
+        self.chips = read_labels(self.root)
+        self.input_size = int(input_size)
+        if hot_pixels is False or hot_pixels is None:
+            self.hot_pixels: HotPixelParams | None = None
+        else:
+            self.hot_pixels = HotPixelParams.from_dict({} if hot_pixels is True else hot_pixels)
+        self.assignment = self._assign(split if split is not None else [0.6, 0.2, 0.2], folds, fold, seed)
+
+    def _assign(self, split: Any, folds: int | None, fold: int, seed: int) -> dict[str, list[Chip]]:
+        obs = sorted({c.observation for c in self.chips})
+        if isinstance(split, dict):
+            unknown = sorted(set(split) - set(SPLITS))
+            if unknown:
+                raise MarsError(f"data.split: unknown split(s) {', '.join(unknown)}; allowed: {', '.join(SPLITS)}")
+            where = {o: s for s, names in split.items() for o in names}
+            missing = sorted(set(where) - set(obs))
+            if missing:
+                raise MarsError(f"data.split names observations not in {self.root}: {', '.join(missing[:5])}")
+        elif folds is not None:
+            if not 3 <= folds <= len(obs) or not 0 <= fold < folds:
+                raise MarsError(f"data.folds must be in [3, {len(obs)}] and data.fold in [0, folds), "
+                                f"got {folds}, {fold}")
+            fid = observation_folds(self.chips, folds, seed)
+            where = {o: "test" if f == fold else "val" if f == (fold + 1) % folds else "train"
+                     for o, f in fid.items()}
+        else:
+            fr = [float(v) for v in split]
+            if len(fr) != 3 or any(v < 0 for v in fr) or sum(fr) <= 0:
+                raise MarsError(f"data.split must be three fractions (train, val, test), got {split}")
+            where = {}
+            labels = observation_labels(self.chips)
+            rng = np.random.default_rng(seed)
+            for cls in (0, 1):
+                group = [o for o in obs if labels[o] == cls]
+                rng.shuffle(group)
+                cuts = np.round(np.cumsum(fr) / sum(fr) * len(group)).astype(int)
+                for i, o in enumerate(group):
+                    where[o] = SPLITS[int(np.searchsorted(cuts, i, side="right"))]
+        return {s: [c for c in self.chips if where.get(c.observation) == s] for s in SPLITS}
+
+    def splits(self) -> list[str]:
+        return [*(s for s in SPLITS if self.assignment[s]), ALL]
+
+    def split_chips(self, split: str) -> list[Chip]:
+        if split == ALL:
+            return list(self.chips)
+        if split not in self.splits():
+            raise MarsError(f"split '{split}' is empty or unknown; available: {', '.join(self.splits())}")
+        return self.assignment[split]
+
+    def dataset(self, split: str) -> Dataset:
+        return ChipDataset(self.split_chips(split), self.input_size, self.hot_pixels)
+
+    def class_balance(self) -> dict[str, dict[str, int]]:
+        """Chips and observations per class in every split (reported by ``icepatch balance``)."""
+        out = {}
+        for s in (*SPLITS, ALL):
+            cs = self.chips if s == ALL else self.assignment[s]
+            out[s] = {"chips": len(cs), "ice": sum(c.ice for c in cs), "no_ice": sum(1 - c.ice for c in cs),
+                      "observations": len({c.observation for c in cs})}
+        return out
+
+    def input_contract(self) -> InputContract:
+        return InputContract(kind=TaskKind.CLASSIFICATION, bands=["gray"], normalisation=normalisation(),
+                             tile_size=self.input_size, nodata=float(NULL), classes=list(CLASSES))
+
+    def train_augmentation(self) -> None:
+        """None: the folder already holds rotated, flipped and brightness-changed copies."""
+        return None

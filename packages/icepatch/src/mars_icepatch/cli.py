@@ -1,0 +1,73 @@
+"""``mars-core icepatch ...``: commands this package adds to the core CLI (heavy imports inside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mars_core.errors import MarsError
+
+app = typer.Typer(help="Ice patches in HiRISE: per-observation verdicts for chip folders, class balance.",
+                  no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(exc: MarsError) -> None:
+    err.print(f"error: {exc}", markup=False, highlight=False)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command()
+def verdicts(
+    model: str = typer.Option(..., "--model", help="models:/mars-icepatch@champion, runs:/ID/model or a directory"),
+    data: Path = typer.Option(..., "--data", help="chip folder: labels.csv + chips/"),
+    out: Path = typer.Option(Path("icepatch-verdicts"), "--out", help="output directory"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
+) -> None:
+    """Verdict per observation (good / hard / bad) from its chips' probabilities; CSV, JSON, PNG montage."""
+    from mars_core.tracking.model_io import load_model
+    from mars_icepatch.folder import folder_verdicts
+
+    try:
+        loaded = load_model(model)
+        res = folder_verdicts(loaded.model, loaded.cfg, data, out, overwrite)
+    except MarsError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"icepatch verdicts: {data}")
+    for col in ("observation", "chips", "icy", "mean p", "verdict", "ice labels"):
+        table.add_column(col)
+    for o, v in res["observations"].items():
+        table.add_row(o, str(v["n_chunks"]), str(v["icy_chunks"]), f"{v['mean_p']:.3f}", v["verdict"],
+                      str(v["ice_labels"]))
+    console.print(table)
+    console.print(f"chip accuracy {res['chip_accuracy']:.3f}, balanced {res['chip_balanced_accuracy']:.3f}; "
+                  f"hot pixels repaired: {res['hot_pixels_repaired']}")
+    console.print(f"outputs: {out / 'chips.csv'}, {out / 'verdicts.json'}, {out / 'montage.png'}")
+
+
+@app.command()
+def balance(
+    data: Path = typer.Option(None, "--data", help="chip folder (default: the bundled sample)"),
+    seed: int = typer.Option(0, "--seed"),
+    folds: int = typer.Option(None, "--folds", help="k-fold by observation"),
+    fold: int = typer.Option(0, "--fold"),
+) -> None:
+    """Chips and observations per class in each split (split by observation)."""
+    from mars_icepatch.chips import HiriseChips
+
+    try:
+        src = HiriseChips(str(data) if data else None, seed=seed, folds=folds, fold=fold)
+    except MarsError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"hirise-chips: {src.root}")
+    for col in ("split", "chips", "ice", "no_ice", "observations"):
+        table.add_column(col, justify="right")
+    for s, v in src.class_balance().items():
+        table.add_row(s, *(str(v[k]) for k in ("chips", "ice", "no_ice", "observations")))
+    console.print(table)

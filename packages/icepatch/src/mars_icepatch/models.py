@@ -1,0 +1,93 @@
+"""Models: the icepatch paper's reduced Xception, and a timm ResNet-18 baseline.
+
+``xception-small`` follows the paper's description: depthwise-separable convolutions with
+batch norm before every ReLU, residual 1x1 shortcuts between blocks, global average pooling,
+dropout 0.5 and a linear head. The paper has one sigmoid output trained with BCE; mars-core
+takes every classifier as K logits with softmax (one form for probabilities, metrics and
+scene records), and two logits with softmax cross-entropy are the same model family as one
+logit with BCE (the softmax of [a, b] is the sigmoid of b - a). ``widths`` sets the depth
+(one entry per downsampling block) and width; the README gives parameter counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class SeparableConv(nn.Sequential):
+    """Depthwise 3x3 then pointwise 1x1, then batch norm (the ReLU comes after, outside)."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+                         nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+
+class XceptionBlock(nn.Module):
+    """ReLU-SepConv-BN x2 and a stride-2 max pool, plus a strided 1x1 conv shortcut."""
+
+    def __init__(self, cin: int, cout: int, first_relu: bool = True) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReLU() if first_relu else nn.Identity(), SeparableConv(cin, cout),
+            nn.ReLU(), SeparableConv(cout, cout),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        self.skip = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=2, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.skip(x)
+
+
+class XceptionSmall(nn.Module):
+    def __init__(self, in_channels: int = 1, num_classes: int = 2, stem: int = 16,
+                 widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5) -> None:
+        super().__init__()
+        if not widths:
+            raise ValueError("widths needs at least one block")
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, stem, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(),
+            nn.Conv2d(stem, 2 * stem, 3, padding=1, bias=False), nn.BatchNorm2d(2 * stem), nn.ReLU(),
+        )
+        blocks: list[nn.Module] = []
+        cin = 2 * stem
+        for i, w in enumerate(widths):
+            blocks.append(XceptionBlock(cin, w, first_relu=i > 0))
+            cin = w
+        for _ in range(middle):  # Xception's middle flow: residual SepConv triples, no downsampling
+            blocks.append(MiddleBlock(cin))
+        self.blocks = nn.Sequential(*blocks)
+        self.exit = nn.Sequential(nn.ReLU(), SeparableConv(cin, 2 * cin), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(2 * cin, num_classes))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.exit(self.blocks(self.stem(image))))
+
+
+class MiddleBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*(m for _ in range(3) for m in (nn.ReLU(), SeparableConv(c, c))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def xception_small(in_channels: int = 1, num_classes: int = 2, stem: int = 16,
+                   widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5) -> nn.Module:
+    """The reduced Xception (see the module docstring)."""
+    return XceptionSmall(in_channels, num_classes, stem, tuple(widths), middle, dropout)
+
+
+def resnet18(in_channels: int = 1, num_classes: int = 2) -> nn.Module:
+    """timm ResNet-18, grayscale input, random initialisation (no weights are downloaded)."""
+    import timm
+
+    return timm.create_model("resnet18", pretrained=False, in_chans=in_channels, num_classes=num_classes)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
