@@ -312,9 +312,9 @@ def log_model(model: nn.Module, cfg: RunConfig, contract: InputContract, run_id:
     from mlflow import MlflowClient
     from mlflow.models import Model
 
-    from mars_core.tracking.store import using
+    from mars_core.tracking.store import RetryingClient, using
 
-    client = MlflowClient(tracking_uri)
+    client = RetryingClient(MlflowClient(tracking_uri))  # several runs may share a SQLite store
     run = client.get_run(run_id)
     logged = client.create_logged_model(
         experiment_id=run.info.experiment_id, name=MODEL_ARTIFACT_PATH, source_run_id=run_id,
