@@ -88,6 +88,13 @@ def test_grid_sweep_records_failures_resumes_and_registers_the_best(sweep_dir, c
     assert result["best"]["registered_model_uri"] == f"models:/mars-toy/{champion.version}"
     assert len(store.client.search_model_versions("name = 'mars-toy'")) == 1  # trials do not register
 
+    # A rerun of a finished sweep trains nothing and registers nothing again.
+    again = sweep_dir / "again.json"
+    assert main(["sweep", "toy", *GRID, *TINY, "--json", str(again)]) == 0
+    assert len(json.loads(again.read_text())["trials"]) == 4
+    assert len(_children(result["parent_run_id"])) == 4
+    assert len(store.client.search_model_versions("name = 'mars-toy'")) == 1
+
     art = Path(store.client.download_artifacts(result["parent_run_id"], "sweep", str(sweep_dir / "dl")))
     rows = list(csv.DictReader((art / "trials.csv").open()))
     assert len(rows) == 4 and {r["state"] for r in rows} == {"COMPLETE", "FAIL"}
