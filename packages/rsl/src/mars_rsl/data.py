@@ -99,7 +99,7 @@ class RSLSeries:
                 continue
             if len(files) < self.T:
                 raise MarsError(f"site {site.name} has {len(files)} date(s), fewer than data.dates={self.T}")
-            scenes = [GeoScene.from_files({"img": f}, bands=[self.band], key=f.stem,
+            scenes = [GeoScene.from_files({"img": f}, bands=[self.band], key=f.stem, time=_acquired(f),
                                           grid_tolerance=self.grid_tolerance) for f in files]
             ordered = TimeSeries.of(scenes, key=site.name, grid_tolerance=self.grid_tolerance).scenes
             for i in range(len(ordered) - self.T + 1):
@@ -146,6 +146,18 @@ class RSLSeries:
 def rsl_series(root: str | None = None, **params: Any) -> RSLSeries:
     """Factory registered as ``rsl-series``; ``root=None`` is the bundled SYNTHETIC sample."""
     return RSLSeries(root, **params)
+
+
+TIME_TAGS = ("ACQUISITION_TIME", "ACQUISITION_DATE", "START_TIME", "IMAGE_TIME", "DATE_ACQUIRED")
+
+
+def _acquired(path: Path) -> str | None:
+    """Acquisition time from the GeoTIFF tags (the tags ``mars-core predict`` reads too)."""
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        tags = ds.tags()
+    return next((tags[k] for k in TIME_TAGS if tags.get(k)), None)
 
 
 def site_of(key: str) -> str:
