@@ -96,16 +96,18 @@ def table(out: Path) -> str:
     for path in sorted(out.glob("*.jsonl")):
         rows = [json.loads(x) for x in path.read_text().splitlines() if x]
         by: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            by.setdefault(r["trial"], []).append(r)
+        trained = {r["fold"] for r in rows if r["trial"] != "trivial"}
+        for r in rows:  # the trivial predictor only on the folds where models were trained
+            if r["trial"] != "trivial" or r["fold"] in trained:
+                by.setdefault(r["trial"], []).append(r)
         lines += [f"\n### {path.stem}\n", "| trial | folds | " + " | ".join(KEYS) + " | s/fold |",
                   "|---" * (len(KEYS) + 3) + "|"]
         for name, rs in by.items():
             cells = []
             for k in KEYS:
                 vals = [r["val"][k] for r in rs]
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                cells.append(f"{statistics.mean(vals):.3f} ± {sd:.3f}")
+                sd = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+                cells.append(f"{statistics.mean(vals):.3f}{sd}")
             secs = statistics.mean(r["seconds"] for r in rs)
             lines.append(f"| {name} | {len(rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
     return "\n".join(lines)

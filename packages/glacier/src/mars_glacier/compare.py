@@ -128,23 +128,23 @@ def _polygons(change: np.ndarray, ids: np.ndarray, attrs: list[dict[str, Any]], 
     from scipy import ndimage
 
     feats = []
+    px_area = np.broadcast_to(row_area_m2[:, None], change.shape)
+    inv = ~transform
     for value, label in ((LOSS, "loss"), (GAIN, "gain")):
         comp, n = ndimage.label(change == value, structure=np.ones((3, 3), bool))
         if n == 0:
             continue
+        counts = np.bincount(comp.ravel(), minlength=n + 1)
+        areas = np.bincount(comp.ravel(), weights=px_area.ravel(), minlength=n + 1)
         for geom, cid in shapes(comp, mask=comp > 0, transform=transform, connectivity=8):
-            pix = comp == int(cid)
-            n_px = int(pix.sum())
-            if n_px < min_pixels:
+            cid = int(cid)
+            if counts[cid] < min_pixels:
                 continue
-            rows = np.nonzero(pix)[0]
-            shp = shapely.geometry.shape(geom)
-            pt = shp.representative_point()
-            inv = ~transform
+            pt = shapely.geometry.shape(geom).representative_point()
             col, row = inv * (pt.x, pt.y)
             gid = int(ids[min(int(row), ids.shape[0] - 1), min(int(col), ids.shape[1] - 1)])
             feats.append({"type": "Feature", "geometry": geom,
-                          "properties": {"change": label, "area_m2": float(row_area_m2[rows].sum()), "area_px": n_px,
+                          "properties": {"change": label, "area_m2": float(areas[cid]), "area_px": int(counts[cid]),
                                          "RGIId": attrs[gid - 1]["RGIId"] if gid > 0 else None}})
     return feats
 
