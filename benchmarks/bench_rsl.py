@@ -157,12 +157,24 @@ def crawl_bench(args: argparse.Namespace) -> None:
         faults = [f for _, _, f in arch.gets(".JP2")]
     same = all((out / "a" / p.rsplit("_", 1)[0] / f"{p}.JP2").read_bytes()
                == next(v for k, v in files.items() if k.endswith(f"/{p}.JP2")) for p in rep.downloaded)
-    res["a"] = {"report": rep.as_dict() | {"errors": len(rep.errors)}, "product_gets": len(faults),
-                "faulty_gets": sum(f is not None for f in faults), "byte_identical": same,
-                "part_files_left": len(list((out / "a").rglob("*.part")))}
+    res["a_index"] = {"report": rep.as_dict() | {"errors": len(rep.errors)}, "product_gets": len(faults),
+                      "faulty_gets": sum(f is not None for f in faults), "byte_identical": same,
+                      "part_files_left": len(list((out / "a").rglob("*.part")))}
+    # (a') the same fault rate over 60 probed products of 200 kB
+    many = _many_products(60, 200_000)
+    with MockArchive(many, fault_rate=0.3, seed=12) as arch:
+        rep = crawl(CrawlOptions(arch.url, out / "a2", probe=True, orbits=(11000, 11059), targets=["1700"],
+                                 workers=4, retries=10, timeout=2, backoff=0.05), progress=False)
+        faults = [f for _, _, f in arch.gets(".JP2")]
+    res["a_probe60"] = {"downloaded": len(rep.downloaded), "missing": len(rep.missing), "failed": len(rep.failed),
+                        "product_gets": len(faults), "faulty_gets": sum(f is not None for f in faults),
+                        "faults": {k: faults.count(k) for k in ("503", "cut", "badlen")},
+                        "byte_identical": all((out / "a2" / Path(k).parent.name / Path(k).name).read_bytes() == v
+                                              for k, v in many.items()),
+                        "part_files_left": len(list((out / "a2").rglob("*.part")))}
     # (b) kill half-way, rerun
-    many = _many_products(40, 100_000)
-    with MockArchive(many, latency=0.05) as arch:
+    many = _many_products(40, 200_000)
+    with MockArchive(many, latency=0.05, rate=1_000_000) as arch:
         cmd = [sys.executable, "-m", "mars_core.cli", "rsl", "crawl", "--archive", arch.url, "--out", str(out / "b"),
                "--probe", "--orbits", "11000-11039", "--targets", "1700", "--workers", "2", "--no-progress"]
         p = subprocess.Popen(cmd, env=ENV, stderr=subprocess.DEVNULL)
@@ -198,6 +210,43 @@ def crawl_bench(args: argparse.Namespace) -> None:
     print(json.dumps(res, indent=1))
 
 
+# -- coregistration -----------------------------------------------------------------------
+COREG_CASES = [  # chip, rotation (deg), shift (px), scale, gain, offset, gamma
+    ("ESP_016814_2125_RED-0035.jpg", 3.0, (4.3, -2.6), 1.0, 0.7, 20.0, 0.9),
+    ("ESP_049651_1050_RED-0043.jpg", -5.0, (-7.7, 3.2), 1.02, 1.3, -15.0, 1.15),
+    ("ESP_016814_2125_RED-0035.jpg", 10.0, (15.2, 9.9), 0.97, 1.1, 0.0, 1.3),
+    ("ESP_049651_1050_RED-0043.jpg", 0.0, (0.37, -0.81), 1.0, 0.6, 40.0, 1.0),
+]
+
+
+def coreg_bench(args: argparse.Namespace) -> None:
+    import cv2
+
+    from mars_rsl.coregister import apply, register_image
+
+    d = ROOT / "packages" / "rsl" / "tests" / "data"
+    rows = []
+    for name, angle, shift, scale, gain, offset, gamma in COREG_CASES:
+        ref = cv2.imread(str(d / name), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        ref = cv2.resize(ref, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        h, w = ref.shape
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        m[:, 2] += shift
+        a = np.vstack([m, [0, 0, 1]])
+        moved = cv2.warpAffine(ref, m, (w, h), flags=cv2.INTER_CUBIC, borderValue=-1)
+        inside = cv2.warpAffine(np.ones_like(ref), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+        moved = np.clip(gain * 255.0 * (np.clip(moved, 0, 255) / 255.0) ** gamma + offset, 0, 255)
+        est, n_match, n_inl, rmse = register_image(ref, np.ones_like(ref, bool), moved, inside)
+        ys, xs = np.mgrid[40:h - 40:10, 40:w - 40:10]
+        p = np.c_[xs.ravel(), ys.ravel()].astype(np.float64)
+        err = apply(est, p) - apply(np.linalg.inv(a), p)
+        rows.append({"chip": name, "rotation_deg": angle, "shift_px": shift, "scale": scale,
+                     "relight": [gain, offset, gamma], "matches": n_match, "inliers": n_inl,
+                     "tie_point_rmse_px": rmse, "truth_rmse_px": float(np.sqrt((err**2).sum(1).mean())),
+                     "truth_max_px": float(np.sqrt((err**2).sum(1)).max())})
+    print(json.dumps({"command": " ".join(sys.argv), "cases": rows}, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
@@ -213,8 +262,9 @@ def main() -> None:
     d.add_argument("--models", default="siamese-unet-sa,fc-siam-diff")
     c = sub.add_parser("crawl")
     c.add_argument("--out-dir", default="bench_rsl_crawl")
+    sub.add_parser("coreg")
     args = ap.parse_args()
-    {"detect": detect, "crawl": crawl_bench}[args.what](args)
+    {"detect": detect, "crawl": crawl_bench, "coreg": coreg_bench}[args.what](args)
 
 
 if __name__ == "__main__":

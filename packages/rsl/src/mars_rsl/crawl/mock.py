@@ -3,7 +3,8 @@
 Why it is in the package: the crawler's tests and ``benchmarks/rsl_crawl.py`` must exercise
 the same server. It serves a dict of ``path -> bytes`` with the real volume layout (built by
 :func:`build_archive` from the real cumulative index slice), honours ``Range: bytes=N-[M]``,
-adds a fixed latency per request, and injects faults: ``503`` (a 503 answer), ``slow`` (the
+adds a fixed latency per request (and optionally throttles bodies to ``rate`` bytes/s),
+and injects faults: ``503`` (a 503 answer), ``slow`` (the
 answer waits ``slow_s``, longer than the client's timeout), ``cut`` (full Content-Length
 announced, half the body sent, connection closed), ``badlen`` (Content-Length larger than
 the body, connection closed after the body) and ``shortlen`` (Content-Length and body both
@@ -86,7 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk[: len(chunk) // 2])
                 self._drop()
                 return
-            self.wfile.write(chunk)
+            if arch.rate:  # throttled body: a kill or a timeout can land mid-file
+                step = 16 * 1024
+                for i in range(0, len(chunk), step):
+                    self.wfile.write(chunk[i:i + step])
+                    time.sleep(step / arch.rate)
+            else:
+                self.wfile.write(chunk)
             if fault == "badlen":
                 self._drop()
         except (TimeoutError, BrokenPipeError, ConnectionResetError):
@@ -118,8 +125,10 @@ class MockArchive:
 
     def __init__(self, files: dict[str, bytes], latency: float = 0.0, fault_rate: float = 0.0,
                  fault_kinds: Iterable[str] = ("503", "cut", "badlen"), slow_s: float = 0.5, seed: int = 0,
-                 script: dict[str, list[str]] | None = None, fault_paths: str = "RDR/") -> None:
+                 script: dict[str, list[str]] | None = None, fault_paths: str = "RDR/",
+                 rate: float | None = None) -> None:
         self.files = dict(files)
+        self.rate = rate  # bytes/s per response, None = unthrottled
         self.latency = latency
         self.fault_rate = fault_rate
         self.fault_kinds = list(fault_kinds)
