@@ -13,7 +13,7 @@ two folds), reported on the TEST fold only:
   injected pixels the detector found; false detections on the clean chips.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_icepatch.py --data /work/shared/data/hirise-chips \
-           --folds 5 --epochs 8 --out packages/icepatch/BENCHMARK.json
+           --folds 5 --epochs 4 --out packages/icepatch/BENCHMARK.json
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     t0 = time.perf_counter()
     sets = [f"data.root={args.data}", f"data.folds={args.folds}", f"data.fold={k}", f"data.seed={args.seed}",
             f"trainer.epochs={args.epochs}", "trainer.progress=false", "tracking.enabled=false",
-            f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}"]
+            f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}", *args.set]
     cfg = load_task_config(TASK_YAML, overrides=sets)
     src = HiriseChips(args.data, folds=args.folds, fold=k, seed=args.seed,
                       input_size=int(cfg.data.model_dump().get("input_size", 128)))
@@ -115,6 +115,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="xception-small")
     ap.add_argument("--only", type=int, nargs="*", help="run only these folds")
+    ap.add_argument("--set", action="append", default=[], help="extra config override KEY=VALUE")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     results = []

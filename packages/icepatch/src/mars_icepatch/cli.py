@@ -8,17 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mars_core.errors import MarsError
-
 app = typer.Typer(help="Ice patches in HiRISE: per-observation verdicts for chip folders, class balance.",
                   no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
-
-
-def _fail(exc: MarsError) -> None:
-    err.print(f"error: {exc}", markup=False, highlight=False)
-    raise typer.Exit(exc.exit_code)
+# User mistakes raise mars_core.errors.MarsError, which the core CLI reports (one line, exit 2).
 
 
 @app.command()
@@ -32,12 +25,8 @@ def verdicts(
     from mars_core.tracking.model_io import load_model
     from mars_icepatch.folder import folder_verdicts
 
-    try:
-        loaded = load_model(model)
-        res = folder_verdicts(loaded.model, loaded.cfg, data, out, overwrite)
-    except MarsError as exc:
-        _fail(exc)
-        return
+    loaded = load_model(model)
+    res = folder_verdicts(loaded.model, loaded.cfg, data, out, overwrite)
     table = Table(title=f"icepatch verdicts: {data}")
     for col in ("observation", "chips", "icy", "mean p", "verdict", "ice labels"):
         table.add_column(col)
@@ -60,11 +49,7 @@ def balance(
     """Chips and observations per class in each split (split by observation)."""
     from mars_icepatch.chips import HiriseChips
 
-    try:
-        src = HiriseChips(str(data) if data else None, seed=seed, folds=folds, fold=fold)
-    except MarsError as exc:
-        _fail(exc)
-        return
+    src = HiriseChips(str(data) if data else None, seed=seed, folds=folds, fold=fold)
     table = Table(title=f"hirise-chips: {src.root}")
     for col in ("split", "chips", "ice", "no_ice", "observations"):
         table.add_column(col, justify="right")
