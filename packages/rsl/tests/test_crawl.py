@@ -61,8 +61,12 @@ def test_selection_filters_and_faults_still_deliver_identical_files(tmp_path: Pa
     files = _files(drop=["AEB_000002_0050_RED"])
     # 30 % of product requests fail transiently (503, cut bodies, wrong Content-Length) plus
     # one scripted timeout: every product must still arrive byte-identical.
-    first = "RDR/AEB/ORB_000000_000099/AEB_000001_0150/AEB_000001_0150_RED.JP2"
-    with MockArchive(files, fault_rate=0.3, slow_s=0.8, seed=3, script={first: ["slow", "cut"]}) as arch:
+    # and, so that each kind surely happens whatever the thread timing, scripted ones
+    base = "RDR/AEB/ORB_000000_000099/"
+    script = {base + "AEB_000001_0150/AEB_000001_0150_RED.JP2": ["slow", "cut"],
+              base + "AEB_000001_0100/AEB_000001_0100_RED.JP2": ["503", "503"],
+              base + "AEB_000002_0150/AEB_000002_0150_RED.JP2": ["badlen"]}
+    with MockArchive(files, fault_rate=0.3, slow_s=0.8, seed=3, script=script) as arch:
         rep = crawl(_opts(arch.url, tmp_path, targets=["0150", "0050", "0100", "0000"], labels=True), progress=False)
         kinds = {f for _, _, f in arch.gets(".JP2")}
     assert rep.failed == []
