@@ -63,6 +63,10 @@ def test_series_source_gives_t_dates_and_the_newest_mask_split_by_site(sites: Pa
     assert len(two.windows) == 8  # 2 windows of consecutive dates per site
     with pytest.raises(MarsError, match="fewer than"):
         RSLSeries(str(sites), dates=4, tile=64)
+    named = RSLSeries(str(sites), dates=2, tile=64,
+                      split={"train": ["site_000", "site_001"], "val": ["site_002"], "test": ["site_003"]})
+    assert named.split_sites() == {"train": ["site_000", "site_001"], "val": ["site_002"], "test": ["site_003"]}
+    assert len(named.dataset("train")) == 4 and len(named.dataset("test")) == 2
 
 
 def test_bundled_sample_is_synthetic() -> None:
