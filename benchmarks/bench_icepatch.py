@@ -13,7 +13,7 @@ two folds), reported on the TEST fold only:
   injected pixels the detector found; false detections on the clean chips.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_icepatch.py --data /work/shared/data/hirise-chips \
-           --folds 5 --epochs 4 --out packages/icepatch/BENCHMARK.json
+           --folds 5 --epochs 6 --out packages/icepatch/BENCHMARK.json
 """
 
 from __future__ import annotations
@@ -71,21 +71,22 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
             f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}", *args.set]
     cfg = load_task_config(TASK_YAML, overrides=sets)
     src = HiriseChips(args.data, folds=args.folds, fold=k, seed=args.seed,
-                      input_size=int(cfg.data.model_dump().get("input_size", 128)))
+                      input_size=int(cfg.data.model_dump().get("input_size", 96)))
+    mode = cfg.data.model_dump().get("chip_stretch", "browse")
     test, trainval = src.split_chips("test"), src.split_chips("train") + src.split_chips("val")
     summary = train(cfg)
     model, size = summary.model, src.input_size
     y = np.array([c.ice for c in test])
     hot = HotPixelParams()
-    p_clean, n_clean = chip_probabilities(model, test, size, hot)
+    p_clean, n_clean = chip_probabilities(model, test, size, hot, mode=mode)
     rng_seed = 1000 + k
 
     def injector(raw: np.ndarray, i: int) -> np.ndarray:
         return inject_hot_pixels(raw, N_HOT, np.random.default_rng(rng_seed * 100003 + i))
 
-    p_rep, n_found = chip_probabilities(model, test, size, hot, transform=injector)
-    p_raw, _ = chip_probabilities(model, test, size, None, transform=injector)
-    p_norep, _ = chip_probabilities(model, test, size, None)
+    p_rep, n_found = chip_probabilities(model, test, size, hot, transform=injector, mode=mode)
+    p_raw, _ = chip_probabilities(model, test, size, None, transform=injector, mode=mode)
+    p_norep, _ = chip_probabilities(model, test, size, None, mode=mode)
     ymaj = int(np.mean([c.ice for c in trainval]) >= 0.5)
     lat = np.array([abs(c.latitude) >= 55 for c in test]).astype(int)
     return {

@@ -70,3 +70,17 @@ def test_bad_folders_are_one_line_errors(tmp_path, capsys, fault, match):
     assert main(["icepatch", "balance", "--data", str(root)]) == 2
     err = capsys.readouterr()
     assert match in err.err and len(err.err.strip().splitlines()) == 1, err
+
+
+def test_chip_stretch_modes():
+    from mars_icepatch.chips import stretch
+
+    raw = np.array([[0, 51], [102, 255]], np.uint8)
+    x, valid = stretch(raw, "browse")
+    assert np.allclose(x, [[0, 0.2], [0.4, 1.0]]) and valid.tolist() == [[False, True], [True, True]]
+    y, _ = stretch(raw, "percentile")  # the chip's own 2-98 % of its non-zero pixels
+    assert y[0, 1] < 0.05 and y[1, 1] > 0.95
+    with pytest.raises(MarsError, match="8-bit"):
+        stretch(raw.astype(np.uint16), "browse")
+    with pytest.raises(MarsError, match="chip_stretch"):
+        HiriseChips(None, chip_stretch="minmax")

@@ -12,9 +12,15 @@ Layout: ``labels.csv`` (``file, observation, latitude, landmark_class, ice``) an
   test split, the next one the validation split, the rest train), for the benchmark.
 * ``--split all`` evaluates every chip of the folder (the withheld observations come in
   this layout).
-* Each chip is read raw, its hot pixels repaired (:mod:`mars_icepatch.hotpixels`), then
-  stretched with the contract's robust normalisation (2-98 % of its valid, non-zero pixels:
-  8-bit chips and 16-bit RDR chunks then look alike), resampled to ``input_size``.
+* Each chip is read raw, its hot pixels repaired (:mod:`mars_icepatch.hotpixels`), stretched
+  and resampled to ``input_size``. The stretch (``chip_stretch``) must match what a scene
+  chunk gets at prediction: the contract's robust normalisation, 2-98 % of the WHOLE scene's
+  valid pixels mapped to [0, 1], so that a chunk keeps its brightness relative to its scene.
+  The chips are crops of HiRISE browse images, which are already stretched per observation
+  into 8 bits, so ``browse`` (default) maps DN/255, the chip's brightness in its scene;
+  ``percentile`` stretches each chip on its own (2-98 % of its non-zero pixels), which
+  throws away that relative brightness (a first benchmark fold with it reached a balanced
+  accuracy of 0.51 after 4 epochs: BENCHMARK.md).
 * Every user mistake in ``labels.csv`` (missing columns or files, unknown labels, a landmark
   in two observations, a non-grayscale chip) is a one-line :class:`MarsError`.
 """
@@ -123,9 +129,19 @@ def read_chip(path: Path) -> np.ndarray:
     return arr
 
 
-def stretch(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised float32, valid) with the robust method of :func:`normalisation`."""
+STRETCHES = ("browse", "percentile")
+
+
+def stretch(raw: np.ndarray, mode: str = "browse") -> tuple[np.ndarray, np.ndarray]:
+    """(normalised float32, valid): ``browse`` = DN / 255 (8-bit browse crops, already
+    stretched per observation), ``percentile`` = this chip's own 2-98 % stretch."""
     valid = raw != NULL
+    if mode == "browse":
+        if raw.dtype != np.uint8:
+            raise MarsError(f"chip_stretch 'browse' takes 8-bit browse chips, got {raw.dtype}; use 'percentile'")
+        x = raw.astype(np.float32) / np.float32(255.0)
+        x[~valid] = 0.0
+        return x, valid
     values = raw[valid]
     if values.size == 0:
         return np.zeros(raw.shape, np.float32), valid
@@ -135,14 +151,15 @@ def stretch(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, valid
 
 
-def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | None) -> tuple[torch.Tensor, int]:
+def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | None,
+                mode: str = "browse") -> tuple[torch.Tensor, int]:
     """Model input [1, S, S] from a raw chip (repaired, stretched, resampled) and the number
     of hot pixels repaired. ``raw`` is not modified."""
     img = raw.copy()
     n_hot = 0
     if hot_pixels is not None:
         n_hot = len(repair_hot_pixels(img, img != NULL, hot_pixels))
-    x, _ = stretch(img)
+    x, _ = stretch(img, mode)
     t = torch.from_numpy(x)[None]
     if t.shape[-2:] != (input_size, input_size):
         t = F.interpolate(t[None], size=(input_size, input_size), mode="bilinear", antialias=True,
@@ -151,15 +168,16 @@ def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | N
 
 
 class ChipDataset(Dataset):
-    def __init__(self, chips: list[Chip], input_size: int, hot_pixels: HotPixelParams | None) -> None:
-        self.chips, self.input_size, self.hot_pixels = chips, input_size, hot_pixels
+    def __init__(self, chips: list[Chip], input_size: int, hot_pixels: HotPixelParams | None,
+                 mode: str = "browse") -> None:
+        self.chips, self.input_size, self.hot_pixels, self.mode = chips, input_size, hot_pixels, mode
 
     def __len__(self) -> int:
         return len(self.chips)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         c = self.chips[i]
-        x, _ = chip_tensor(read_chip(c.path), self.input_size, self.hot_pixels)
+        x, _ = chip_tensor(read_chip(c.path), self.input_size, self.hot_pixels, self.mode)
         return {"image": x, "label": torch.tensor(c.ice, dtype=torch.long)}
 
 
@@ -196,7 +214,10 @@ class HiriseChips:
 
     def __init__(self, root: str | None = None, split: list[float] | dict[str, list[str]] | None = None,
                  folds: int | None = None, fold: int = 0, seed: int = 0, input_size: int = 227,
-                 hot_pixels: dict[str, Any] | bool | None = True) -> None:
+                 hot_pixels: dict[str, Any] | bool | None = True, chip_stretch: str = "browse") -> None:
+        if chip_stretch not in STRETCHES:
+            raise MarsError(f"data.chip_stretch must be one of {', '.join(STRETCHES)}, got {chip_stretch!r}")
+        self.chip_stretch = chip_stretch
         self.root = Path(root) if root is not None else sample_root()
         self.chips = read_labels(self.root)
         self.input_size = int(input_size)
@@ -249,7 +270,7 @@ class HiriseChips:
         return self.assignment[split]
 
     def dataset(self, split: str) -> Dataset:
-        return ChipDataset(self.split_chips(split), self.input_size, self.hot_pixels)
+        return ChipDataset(self.split_chips(split), self.input_size, self.hot_pixels, self.chip_stretch)
 
     def class_balance(self) -> dict[str, dict[str, int]]:
         """Chips and observations per class in every split (reported by ``icepatch balance``)."""

@@ -31,7 +31,7 @@ MONTAGE_N, MONTAGE_PX = 8, 113
 
 def chip_probabilities(model: torch.nn.Module, chips: list[Chip], input_size: int,
                        hot: HotPixelParams | None, batch_size: int = 32,
-                       transform: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                       transform: Any = None, mode: str = "browse") -> tuple[np.ndarray, np.ndarray]:
     """(p of "ice" per chip, hot pixels repaired per chip). ``transform(raw, i)`` may alter a
     raw chip first (the benchmark injects SYNTHETIC hot pixels with it)."""
     model.eval()
@@ -42,7 +42,7 @@ def chip_probabilities(model: torch.nn.Module, chips: list[Chip], input_size: in
             raw = read_chip(c.path)
             if transform is not None:
                 raw = transform(raw, i)
-            x, n = chip_tensor(raw, input_size, hot)
+            x, n = chip_tensor(raw, input_size, hot, mode)
             xs.append(x)
             hots.append(n)
         with torch.inference_mode():
@@ -81,7 +81,7 @@ def folder_verdicts(model: torch.nn.Module, cfg: Any, data: Path, out_dir: Path,
     hp = dcfg.get("hot_pixels", True)
     hot = None if hp in (False, None) else HotPixelParams.from_dict({} if hp is True else hp)
     rules = VerdictRules.from_dict(cfg.predict.summary)
-    p, n_hot = chip_probabilities(model, chips, input_size, hot)
+    p, n_hot = chip_probabilities(model, chips, input_size, hot, mode=dcfg.get("chip_stretch", "browse"))
     per_obs: dict[str, Any] = {}
     for o in sorted({c.observation for c in chips}):
         idx = [i for i, c in enumerate(chips) if c.observation == o]
