@@ -38,8 +38,10 @@ def test_folds_partition_the_observations():
     tests = [_obs(HiriseChips(None, folds=3, fold=k).split_chips("test")) for k in range(3)]
     assert set().union(*tests) == _obs(HiriseChips(None).chips)
     assert sum(len(t) for t in tests) == 12
+    bad = HiriseChips(None, folds=13, fold=0)  # more folds than the 12 observations
+    assert bad.splits() == ["all"] and len(bad.dataset("all")) == 48  # still evaluable
     with pytest.raises(MarsError, match="data.folds"):
-        HiriseChips(None, folds=3, fold=3)
+        bad.dataset("train")
 
 
 @pytest.mark.parametrize("fault,match", [

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -225,7 +226,15 @@ class HiriseChips:
             self.hot_pixels: HotPixelParams | None = None
         else:
             self.hot_pixels = HotPixelParams.from_dict({} if hot_pixels is True else hot_pixels)
-        self.assignment = self._assign(split if split is not None else [0.6, 0.2, 0.2], folds, fold, seed)
+        # A model trained with folds or an explicit split is evaluated with those settings on
+        # other folders (``evaluate --split all`` on withheld observations), where they may not
+        # fit: then only "all" is offered, and the reason is given when another split is asked.
+        self.split_error: MarsError | None = None
+        try:
+            self.assignment = self._assign(split if split is not None else [0.6, 0.2, 0.2], folds, fold, seed)
+        except MarsError as exc:
+            self.split_error, self.assignment = exc, {s: [] for s in SPLITS}
+            print(f"warning: {exc}; only split 'all' is available in {self.root}", file=sys.stderr)
 
     def _assign(self, split: Any, folds: int | None, fold: int, seed: int) -> dict[str, list[Chip]]:
         obs = sorted({c.observation for c in self.chips})
@@ -265,6 +274,8 @@ class HiriseChips:
     def split_chips(self, split: str) -> list[Chip]:
         if split == ALL:
             return list(self.chips)
+        if self.split_error is not None:
+            raise self.split_error
         if split not in self.splits():
             raise MarsError(f"split '{split}' is empty or unknown; available: {', '.join(self.splits())}")
         return self.assignment[split]
