@@ -202,7 +202,7 @@ def compare(model_uri: str, date1: Path, date2: Path, outlines: Path, output: Pa
         for given, path, original in ((label1, scene1, date1), (label2, scene2, date2)):
             syn = synthetic_label(path)
             text = given or original.name
-            if syn and "SYNTHETIC" not in text:
+            if syn and not text.startswith("SYNTHETIC"):
                 text = f"SYNTHETIC: {text}"
             labels.append(text)
         with rasterio.open(scene1) as ds:
