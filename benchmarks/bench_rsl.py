@@ -107,6 +107,9 @@ def detect(args: argparse.Namespace) -> None:
                "--set", "trainer.progress=false", "--json", str(js)]
         if model != "siamese-unet-sa":
             cmd += ["--set", "model.in_channels=1"]
+        for kv in args.sets:
+            if not (kv.startswith("model.") and model != "siamese-unet-sa"):
+                cmd += ["--set", kv]
         t = time.time()
         r = subprocess.run(cmd, cwd=out, env=ENV, capture_output=True, text=True)
         if r.returncode:
@@ -260,6 +263,8 @@ def main() -> None:
     d.add_argument("--batch", type=int, default=4)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--models", default="siamese-unet-sa,fc-siam-diff")
+    d.add_argument("--set", dest="sets", action="append", default=[],
+                   help="extra override for every model (model.* only for siamese-unet-sa)")
     c = sub.add_parser("crawl")
     c.add_argument("--out-dir", default="bench_rsl_crawl")
     sub.add_parser("coreg")
