@@ -135,3 +135,16 @@ def test_change_map_and_areas_by_hand() -> None:
     assert [(r.rgi_id, round(r.area1_km2 * 1e6), round(r.area2_km2 * 1e6)) for r in rows] == [
         ("a", 2700, 900), ("b", 0, 900)]
     assert rows[0].change_pct == pytest.approx(-200 / 3)
+
+
+def test_evaluate_split_all_scores_every_pixel_of_another_folder(work: Path, tmp_path: Path) -> None:
+    """How a withheld part is judged: another folder in the same layout, --split all."""
+    other = tmp_path / "other"
+    crop_scene(other, rows=(128, 384), cols=(256, 512), name="LE7_east")
+    shutil.copy(OUTLINES, other / "outlines.geojson")
+    res = mars("evaluate", "glacier", "--model", "models:/mars-glacier@champion", "--data", str(other),
+               "--split", "all", "--json", str(tmp_path / "eval.json"), cwd=work)
+    assert res.returncode == 0, res.stderr[-2000:]
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]["all"]
+    assert {"miou", "mcc", "f1", "balanced_accuracy", "iou_glacier", "iou_other"} <= set(metrics)
+    assert -1.0 <= metrics["mcc"] <= 1.0 and 0.0 <= metrics["miou"] <= 1.0
