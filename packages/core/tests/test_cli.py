@@ -55,7 +55,7 @@ def test_usage_and_input_errors_exit_2_with_one_line(toy, in_tmp, capsys):
     cases = [
         ["run"],
         ["run", "no-such-task"],
-        ["run", "glacier"],
+        ["run", "craters"],
         ["run", "toy", "--set", "trainer.lr=-1"],
         ["run", "toy", "--set", "model.depth=3"],
         ["run", "toy", "--config", "missing.yaml"],
@@ -68,9 +68,9 @@ def test_usage_and_input_errors_exit_2_with_one_line(toy, in_tmp, capsys):
 
 
 def test_missing_task_package_is_named(toy, capsys):
-    # Installed (a skeleton registering no task) or not, the message names the distribution.
-    assert main(["run", "glacier"]) == 2
-    assert "mars-glacier" in capsys.readouterr().err
+    # A task that no installed package provides: the message names the usual distribution.
+    assert main(["run", "craters"]) == 2
+    assert "pip install mars-craters" in capsys.readouterr().err
     assert main(["run", "no-such-task"]) == 2
     assert "pip install mars-no-such-task" in capsys.readouterr().err
 

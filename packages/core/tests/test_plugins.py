@@ -122,3 +122,24 @@ def test_installed_skeleton_is_reported_as_registering_no_task(monkeypatch):
     assert "rsl" in [o.plugin for o in regs.plugins_without_task()]
     with pytest.raises(MarsError, match=r"plugin 'rsl' \(mars-rsl [^)]+\) is installed but registers no such task"):
         regs.task("rsl")
+
+
+def test_plugin_command_exit_code_reaches_the_shell(throwaway):
+    """A plugin command ending with ``typer.Exit(3)`` must make ``main`` return 3, not 0."""
+    import typer
+
+    from mars_core.cli import main
+
+    def register_commands(register) -> None:
+        def fails() -> None:
+            raise typer.Exit(3)
+
+        def succeeds() -> None:
+            return None
+
+        register("exit-three", fails)
+        register("exit-zero", succeeds)
+
+    throwaway("exit-code-plugin", register_commands=register_commands)
+    assert main(["exit-three"]) == 3
+    assert main(["exit-zero"]) == 0

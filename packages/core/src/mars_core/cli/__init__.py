@@ -36,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = build_app()
         command = typer.main.get_command(app)
-        command.main(args=args, prog_name="mars-core", standalone_mode=False)
-        return 0
+        # Without standalone mode click catches ``typer.Exit(code)`` itself and returns the
+        # code: a plugin command's exit status must not be lost.
+        result = command.main(args=args, prog_name="mars-core", standalone_mode=False)
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except MarsError as exc:
         _error(str(exc))
         return exc.exit_code

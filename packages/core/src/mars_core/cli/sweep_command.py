@@ -14,7 +14,7 @@ from mars_core.cli.output import console, paths_table, write_json_atomic
 
 
 def sweep(
-    task: str = typer.Argument(..., help="Task name, e.g. landslide."),
+    task: str = typer.Argument(..., help="Task name, as 'mars-core tasks' lists it."),
     grid: list[str] = typer.Option([], "--grid", help="KEY=V1,V2,...: every combination is a trial "
                                    "(Optuna GridSampler). Repeatable; values are YAML like --set."),
     ranges: list[str] = typer.Option([], "--range", help="KEY=LOW:HIGH[:log]: a numeric interval for "
