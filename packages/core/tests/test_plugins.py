@@ -115,13 +115,18 @@ def test_missing_task_message_names_no_fixed_list():
         regs.task("lanslide")
 
 
-def test_installed_skeleton_is_reported_as_registering_no_task(monkeypatch):
-    monkeypatch.delenv(plugins.ENV_RESTRICT, raising=False)
-    monkeypatch.delenv(plugins.ENV_DISABLE, raising=False)
-    regs = plugins.collect(plugins.load_plugins())
-    assert "rsl" in [o.plugin for o in regs.plugins_without_task()]
-    with pytest.raises(MarsError, match=r"plugin 'rsl' \(mars-rsl [^)]+\) is installed but registers no such task"):
-        regs.task("rsl")
+def test_plugin_without_task_is_reported_as_registering_no_task(throwaway, monkeypatch):
+    """A loaded plugin that registers components but no task (a skeleton, a component pack)."""
+    import importlib.metadata as md
+
+    throwaway("craters", register_losses=lambda register: register("crater-loss", lambda: None))
+    regs = plugins.get_registries()
+    assert "craters" in [o.plugin for o in regs.plugins_without_task()]
+    ep = md.EntryPoint(name="craters", value="mars_craters.plugin", group=plugins.PROJECT_NAME)
+    monkeypatch.setattr(plugins.md, "entry_points", lambda group: [ep] if group == plugins.PROJECT_NAME else [])
+    with pytest.raises(MarsError, match=r"plugin 'craters' \(mars_craters.plugin\) is installed but registers no "
+                                        r"such task"):
+        regs.task("craters")
 
 
 def test_plugin_command_exit_code_reaches_the_shell(throwaway):
