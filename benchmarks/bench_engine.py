@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_engine.py [--epochs 3] [--steps 40] [--batch 16] [--size 64]
        [--repeats 3] [--threads 2] [--out bench-results/engine.json]
 
-Both sides train the same seeded model (a 6-layer CNN of width 32, about 47 k parameters)
+Both sides train the same seeded model (a 6-layer CNN of width 32, 37,665 parameters)
 on the same SYNTHETIC tensors (noise with bright squares, generated once and held in
 memory, so data loading costs the same on both sides) for the same number of optimiser
 steps, with Adam and BCE, batch ``--batch``, on CPU:

@@ -275,7 +275,8 @@ def main() -> None:
             b_run = run_child("bare", scenes[args.size], work, args)
             console.print(f"bare forward {args.size}^2 done in {b_run['seconds']:.1f} s")
             pairs.append((s_run, b_run))
-        # the pair with the median wall overhead stands for the run (all pairs go to the JSON)
+        # the pair with the median wall overhead stands for the run, the upper of the two middle
+        # ones for an even count (conservative); all pairs go to the JSON
         pairs.sort(key=lambda p: p[0]["seconds"] / p[1]["seconds"])
         stream_big, bare = pairs[len(pairs) // 2]
         float32_big = None
