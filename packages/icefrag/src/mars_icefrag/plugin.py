@@ -31,6 +31,8 @@ def register_models(register) -> None:  # type: ignore[no-untyped-def]
     register("fc-siam-diff", "mars_icefrag.models:fc_siam_diff", description="FC-Siam-diff (Daudt et al. 2018)")
     register("bit", "mars_icefrag.models:bit",
              description="BIT bitemporal image transformer, ResNet-18 S4 (Chen et al. 2021)")
+    register("classical-diff", "mars_icefrag.models:classical_diff",
+             description="classical baseline, no training: percentile stretch, Gaussian, |T2-T1|, percentile threshold")
 
 
 @hookimpl

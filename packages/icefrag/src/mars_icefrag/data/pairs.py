@@ -12,10 +12,17 @@ Design decisions and why:
   "unknown" in another is the same), shape and transform within ``grid_tolerance`` pixels:
   pairs are never resampled silently. The check, the tiling and the reading are the core's
   (``mars_core.geodata``); this module only finds the files and maps the labels.
-* Normalisation is fixed by configuration, ``(DN - dn_min) / (dn_max - dn_min)`` with
-  ``dn_max = 2**bit_depth - 1`` unless given, and stored in the input contract; a DN above
+* ``normalisation: robust`` (the default of ``icefrag.yaml``): each date of each scene is
+  stretched by its own ``p_low``/``p_high`` percentiles (nodata and saturated raw values
+  excluded), the core's ``robust`` method; the contract stores the method and its
+  parameters, so ``mars-core predict icefrag`` applies the same stretch to each input from
+  its own statistics, and an 8-, 10- or 12-bit product of one scene gives one model input.
+  Nodata and saturation codes come from ``nodata``/``saturated`` or, when a PDS ``.LBL``
+  sits beside an image, from its ``CORE_NULL`` and ``*_SATURATION`` keywords (see
+  ``pds.py``); they are recorded in the contract. Nothing is normalised per tile.
+* ``normalisation: fixed`` (what models saved before round 2 hold): ``(DN - dn_min) /
+  (dn_max - dn_min)`` with ``dn_max = 2**bit_depth - 1`` unless given; a DN above
   ``dn_max`` is an error (it would mean the configuration does not fit the product).
-  Nothing is normalised per tile.
 * The split is by scene (or by region with ``group_regex``): 256-px tiles with 50 % overlap
   share pixels with their neighbours, so a split by tile would leak test pixels into
   training. ``split`` may also list scene keys explicitly. Only TRAINING tiles overlap
@@ -50,6 +57,7 @@ from mars_core.geodata import GeoScene, RasterLabels, TileDataset, TimeSeries, s
 from mars_core.geodata.labels import BoundLabels
 from mars_core.tasks import TaskKind
 from mars_icefrag.augment import build_augmentation, validate_augment
+from mars_icefrag.data.pds import label_for, read_label
 
 ROLE_TOKENS = {"t1", "t2", "pre", "post", "before", "after", "mask", "masks", "label", "labels", "gt", "ref",
                "reference", "date1", "date2", "img1", "img2", "image1", "image2"}
@@ -171,7 +179,18 @@ class IcefragPairs:
                  key_regex: str | None = None, split_seed: int = 0, augment: Sequence[str] | None = None,
                  augment_params: dict[str, Any] | None = None, grid_tolerance: float = 0.01,
                  band: str = "hirise_red", min_component_px: int = 5,
-                 positive_fraction: float | None = None) -> None:
+                 positive_fraction: float | None = None, normalisation: str = "fixed",
+                 p_low: float = 2.0, p_high: float = 98.0, saturated: Sequence[float] | None = None,
+                 nodata: float | None = None, pds_labels: bool = True) -> None:
+        if normalisation not in ("fixed", "robust"):
+            raise MarsError(f"data.normalisation must be 'fixed' or 'robust', not {normalisation!r}")
+        if not 0 <= float(p_low) < float(p_high) <= 100:
+            raise MarsError("data.p_low and data.p_high must satisfy 0 <= p_low < p_high <= 100")
+        self.method = normalisation
+        self.p_low, self.p_high = float(p_low), float(p_high)
+        self.saturated: set[float] = {float(v) for v in (saturated or [])}
+        self.nodata = None if nodata is None else float(nodata)
+        self.pds_labels = bool(pds_labels)
         if not 1 <= bit_depth <= 16:
             raise ValueError("bit_depth must be between 1 and 16")
         if not 0 <= overlap < 1:
@@ -215,9 +234,12 @@ class IcefragPairs:
         extra = sorted(set(masks) - set(t1))
         if extra:
             raise MarsError(f"mask(s) without an image pair: {', '.join(extra)}")
+        if self.pds_labels:
+            self._read_pds_labels([*t1.values(), *t2.values()])
         scenes = []
         for k in sorted(t1):
-            dates = [GeoScene.from_files({role: path}, bands=[self.band], key=k, grid_tolerance=self.grid_tolerance)
+            dates = [GeoScene.from_files({role: path}, bands=[self.band], key=k, nodata=self.nodata,
+                                         grid_tolerance=self.grid_tolerance)
                      for role, path in (("t1", t1[k]), ("t2", t2[k]))]
             series = TimeSeries.of(dates, key=k, grid_tolerance=self.grid_tolerance, sort_by_time=False)
             labels = None
@@ -227,6 +249,30 @@ class IcefragPairs:
             h, w = series.shape
             scenes.append(Scene(k, t1[k], t2[k], masks.get(k), h, w, series, labels))
         return scenes
+
+    def _read_pds_labels(self, images: Sequence[Path]) -> None:
+        """Take null and saturation codes from PDS labels beside the images (if any).
+
+        Every label's saturation codes join ``saturated`` (a code is excluded from the
+        percentiles of every scene: the contract holds one list). Labels that disagree on
+        the null value are an error: the contract holds one nodata value."""
+        nulls: dict[float, Path] = {}
+        for image in images:
+            label = label_for(image)
+            if label is None:
+                continue
+            values = read_label(label)
+            self.saturated.update(values.saturated)
+            if values.null is not None:
+                nulls.setdefault(values.null, label)
+        if len(nulls) > 1:
+            found = ", ".join(f"{v:g} ({p.name})" for v, p in nulls.items())
+            raise MarsError(f"PDS labels disagree on CORE_NULL: {found}")
+        if nulls:
+            null = next(iter(nulls))
+            if self.nodata is not None and self.nodata != null:
+                raise MarsError(f"data.nodata {self.nodata:g} differs from CORE_NULL {null:g} of {nulls[null].name}")
+            self.nodata = null
 
     def _split(self, split: Any, seed: int) -> dict[str, list[Scene]]:
         by_key = {s.key: s for s in self.scenes}
@@ -254,13 +300,15 @@ class IcefragPairs:
         return PairTiles(self, self.assignment[split], overlap=0.0)
 
     def normalisation(self) -> Normalisation:
+        if self.method == "robust":
+            return Normalisation.robust(1, p_low=self.p_low, p_high=self.p_high, saturated=sorted(self.saturated))
         return Normalisation(mean=[self.dn_min], std=[self.dn_max - self.dn_min])
 
     def input_contract(self) -> InputContract:
         return InputContract(kind=TaskKind.CHANGE_DETECTION, bands=[self.band], n_inputs=2,
                              normalisation=self.normalisation(),
                              tile_size=self.tile, classes=["no-change", "detached-fragment"],
-                             min_component_px=self.min_component_px)
+                             min_component_px=self.min_component_px, nodata=self.nodata)
 
     def train_augmentation(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
         return build_augmentation(self.augment, **self.augment_params)
@@ -268,6 +316,8 @@ class IcefragPairs:
     # -- value handling ----------------------------------------------------------------------
     def check_raw(self, date: GeoScene, raw: np.ndarray) -> None:
         """DN above ``dn_max`` means the configuration does not fit the product: an error."""
+        if self.method != "fixed":
+            return
         top = float(raw.max()) if raw.size else 0.0
         if top > self.dn_max:
             raise MarsError(f"{date.files[0].path.name} has DN {top:g} above dn_max {self.dn_max:g}; set bit_depth or "

@@ -9,16 +9,19 @@ log-odds, so ``sigmoid(output)`` equals the softmax probability of the change cl
 
 from mars_icefrag.models.aam import AugmentedAttention, ConvBNReLU
 from mars_icefrag.models.bit import BIT, bit
+from mars_icefrag.models.classical import ClassicalDiff, classical_diff
 from mars_icefrag.models.fc_siam import FCSiam, fc_ef, fc_siam_conc, fc_siam_diff
 from mars_icefrag.models.siamese_resnet import SiameseResNet50, siamese_resnet50, siamese_resnet50_aam
 
 __all__ = [
     "BIT",
     "AugmentedAttention",
+    "ClassicalDiff",
     "ConvBNReLU",
     "FCSiam",
     "SiameseResNet50",
     "bit",
+    "classical_diff",
     "fc_ef",
     "fc_siam_conc",
     "fc_siam_diff",
