@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 PAPER = {"f1": 0.732, "balanced_accuracy": 0.85, "event_tpr": 0.842, "event_fdr": 0.169}
-DEFAULT_MODELS = "siamese-resnet50-aam,siamese-resnet50,fc-ef,fc-siam-conc,fc-siam-diff,bit"
+DEFAULT_MODELS = "classical-diff,siamese-resnet50-aam,siamese-resnet50,fc-ef,fc-siam-conc,fc-siam-diff,bit"
 
 
 def main() -> None:

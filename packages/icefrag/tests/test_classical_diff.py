@@ -92,6 +92,12 @@ def test_classical_diff_through_run_and_predict_with_robust_and_fixed_contracts(
                   in_tmp / "p8.tif")
     assert 0 < float((p12 > 0.5).mean()) < 0.2
     assert float(((p8 > 0.5) != (p12 > 0.5)).mean()) < 0.02  # same decisions from an 8-bit product
+    # a learned model (robust contract, the default) reads an 8-bit product of the scene like the
+    # 12-bit one: predict applies the stored method with each input's own percentiles
+    learned = _run(root, "--set", "model={name: fc-ef}")
+    q12 = _predict(learned["model_uri"], t1, t2, in_tmp / "q12.tif")
+    q8 = _predict(learned["model_uri"], in_tmp / "t1_8.tif", in_tmp / "t2_8.tif", in_tmp / "q8.tif")
+    assert float(np.abs(q8 - q12).max()) < 0.02
     # a model saved with the fixed rule (pre-round-2 contracts) still trains, loads and predicts
     fixed = _run(root, "--set", "model.name=classical-diff", "--set", "data.normalisation=fixed")
     assert np.isfinite(_predict(fixed["model_uri"], t1, t2, in_tmp / "pf.tif")).all()
