@@ -68,9 +68,11 @@ def mars(*args: str, cwd: Path) -> SimpleNamespace:
     """``mars-core ARGS`` in this process (the real CLI entry point, its exit-code contract and
     a real MLflow SQLite store in ``cwd``); only this package's plugin is loaded, so work in
     progress of sibling packages in the shared environment cannot break these tests."""
+    from mars_core import plugins
     from mars_core.cli import main
 
     old_cwd, old_env = os.getcwd(), dict(os.environ)
+    plugins.reset()  # the restriction below applies to a fresh plugin manager only
     out, err = io.StringIO(), io.StringIO()
     os.environ.update({"MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", "MARS_CORE_PLUGINS": "glacier"})
     os.chdir(cwd)
@@ -81,6 +83,7 @@ def mars(*args: str, cwd: Path) -> SimpleNamespace:
         os.chdir(old_cwd)
         os.environ.clear()
         os.environ.update(old_env)
+        plugins.reset()  # later tests in this process must not inherit the glacier-only manager
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
