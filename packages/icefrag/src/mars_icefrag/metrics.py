@@ -24,25 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torchmetrics import Metric
 
+from mars_core.connected import components
 from mars_core.masking import IGNORE
-
-EIGHT = np.ones((3, 3), dtype=bool)
-
-
-def components(mask: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
-    """Label 8-connected components, dropping those under ``min_size`` px; relabelled 1..n."""
-    lab, n = ndimage.label(mask, structure=EIGHT)
-    if n == 0:
-        return lab, 0
-    sizes = np.bincount(lab.ravel())
-    keep = sizes >= min_size
-    keep[0] = False
-    remap = np.zeros(n + 1, dtype=np.int64)
-    remap[keep] = np.arange(1, int(keep.sum()) + 1)
-    return remap[lab], int(keep.sum())
 
 
 def event_counts(pred: np.ndarray, ref: np.ndarray, min_size: int = 5) -> tuple[int, int, int]:
