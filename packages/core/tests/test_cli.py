@@ -79,7 +79,10 @@ def test_run_without_tracking_writes_json(toy, in_tmp):
     out = in_tmp / "result.json"
     assert main(["run", "toy", *FAST, "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result) == {"run_id", "model_uri", "metrics"}
+    assert set(result) == {"run_id", "model_uri", "metrics", "degenerate", "degenerate_reason",
+                           "prediction_health"}
+    assert isinstance(result["degenerate"], bool)
+    assert set(result["prediction_health"]) == {"val", "test"}
     assert result["run_id"] is None  # tracking disabled in the toy defaults
     assert {"val", "test"} <= set(result["metrics"])
     assert 0.0 <= result["metrics"]["test"]["miou"] <= 1.0

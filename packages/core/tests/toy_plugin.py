@@ -81,6 +81,17 @@ class TinyNet(nn.Module):
         return self.net(image)
 
 
+class ConstantNet(nn.Module):
+    """One learnable logit broadcast to every pixel: the textbook degenerate model."""
+
+    def __init__(self, in_channels: int = 2) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(image.shape[0], 1, *image.shape[2:])
+
+
 @hookimpl
 def register_datasources(register) -> None:
     register("toy-squares", ToySource, description="SYNTHETIC squares for tests")
@@ -89,6 +100,7 @@ def register_datasources(register) -> None:
 @hookimpl
 def register_models(register) -> None:
     register("tiny-net", TinyNet, description="two-layer conv net for tests")
+    register("constant-net", ConstantNet, description="one logit everywhere (degenerate on purpose)")
 
 
 @hookimpl

@@ -110,9 +110,23 @@ def run(
         rows.append(("registered", f"{summary.extra['registered_model']} v{summary.extra.get('model_version')} "
                                    f"({moved})"))
     if json_out is not None:
-        write_json_atomic(json_out, {"run_id": summary.run_id, "model_uri": summary.model_uri, "metrics": metrics})
+        write_json_atomic(json_out, {"run_id": summary.run_id, "model_uri": summary.model_uri, "metrics": metrics,
+                                     **_health_fields(summary.extra)})
         rows.append(("results", str(json_out)))
     console.print(paths_table(rows))
+    _warn_degenerate(summary.extra)
+
+
+def _health_fields(verdict: dict[str, Any]) -> dict[str, Any]:
+    return {k: verdict.get(k) for k in ("degenerate", "degenerate_reason", "prediction_health")}
+
+
+def _warn_degenerate(verdict: dict[str, Any]) -> None:
+    """Said last and in words, so it is the line a user reads: the metrics above may look
+    fine for a model that outputs one constant."""
+    if verdict.get("degenerate"):
+        console.print(f"[bold red]DEGENERATE MODEL[/]: {verdict.get('degenerate_reason')}; "
+                      "its metrics mean little and it was not made the champion", soft_wrap=True)
 
 
 app.command(name="sweep")(sweep)  # the command lives in cli/sweep_command.py
@@ -131,6 +145,7 @@ def evaluate(
 ) -> None:
     """Evaluate a logged model on a split of a dataset."""
     from mars_core.engine import evaluate_model, resolve_device
+    from mars_core.engine.health import PredictionHealth, summarise_health
     from mars_core.plugins import get_registries
     from mars_core.registry import call_factory
 
@@ -146,14 +161,19 @@ def evaluate(
     if split not in available:
         raise MarsError(f"split '{split}' not found under {data}; available: {', '.join(available) or 'none'}")
     _check_contract(loaded.contract, source.input_contract(), model)
+    health = PredictionHealth(spec.kind)
     values = evaluate_model(loaded.model, spec.kind, source.dataset(split), cfg.metrics,
                             batch_size=batch_size or cfg.trainer.batch_size, device=resolve_device(device),
-                            registries=regs, contract=loaded.contract)
+                            registries=regs, contract=loaded.contract, health=health)
+    verdict = summarise_health({split: health.compute()})
     metrics = {split: values}
     console.print(metrics_table(metrics, title=f"{task}: {model} on {data} ({split})"))
     if json_out is not None:
-        write_json_atomic(json_out, {"run_id": None, "model_uri": model, "metrics": metrics})
+        write_json_atomic(json_out, {"run_id": None, "model_uri": model, "metrics": metrics,
+                                     **_health_fields(verdict)})
         console.print(paths_table([("results", str(json_out))]))
+    if verdict["degenerate"]:
+        console.print(f"[bold red]DEGENERATE PREDICTIONS[/]: {verdict['degenerate_reason']}", soft_wrap=True)
 
 
 @app.command()

@@ -25,6 +25,7 @@ from mars_core.tasks import TIMES_KEY, TaskKind, forward, input_keys_of, move_ba
 from . import distributed
 from .components import MetricFactory, metric_factories
 from .distributed import DistInfo, ShardSampler
+from .health import PredictionHealth
 
 
 def check_nonempty(dataset: Dataset[Any], what: str) -> int:
@@ -110,8 +111,13 @@ def run_evaluation(model: nn.Module, kind: TaskKind, loader: Iterable[Any], fact
                    device: torch.device, info: DistInfo, *,
                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                    amp: bool = False, channels_last: bool = False,
-                   on_batch: Callable[[], None] | None = None) -> dict[str, float]:
-    """Metrics over the whole split (+ ``loss`` when ``loss_fn`` is given), equal on all ranks."""
+                   on_batch: Callable[[], None] | None = None,
+                   health: PredictionHealth | None = None) -> dict[str, float]:
+    """Metrics over the whole split (+ ``loss`` when ``loss_fn`` is given), equal on all ranks.
+
+    ``health``, when given, accumulates the prediction statistics that tell a degenerate
+    model (:mod:`mars_core.engine.health`); the caller reads it with ``compute()``.
+    """
     was_training = model.training
     model.eval()
     metrics = [(f.name, f.build().to(device)) for f in factories]
@@ -125,6 +131,8 @@ def run_evaluation(model: nn.Module, kind: TaskKind, loader: Iterable[Any], fact
             probs = probabilities(kind, logits)
             for _, m in metrics:
                 m.update(probs, target)
+            if health is not None:
+                health.update(probs, target)
             if loss_fn is not None:
                 n = int(target.shape[0])
                 loss_sum += float(loss_fn(logits.float(), target)) * n
@@ -142,7 +150,8 @@ def run_evaluation(model: nn.Module, kind: TaskKind, loader: Iterable[Any], fact
 
 def evaluate_model(model: nn.Module, kind: TaskKind, dataset: Dataset[Any], metric_cfgs: list[Component], *,
                    batch_size: int, device: torch.device | str, registries: Registries | None = None,
-                   num_workers: int = 0, contract: InputContract | None = None) -> dict[str, float]:
+                   num_workers: int = 0, contract: InputContract | None = None,
+                   health: PredictionHealth | None = None) -> dict[str, float]:
     """Whole-split metrics of ``model`` on ``dataset`` (no loss; the caller has no loss config).
 
     Shards the dataset when a process group is already initialised, so it may be called on
@@ -156,7 +165,9 @@ def evaluate_model(model: nn.Module, kind: TaskKind, dataset: Dataset[Any], metr
     factories = metric_factories(metric_cfgs, regs, contract)  # num_classes from the contract
     loader = eval_loader(dataset, batch_size, num_workers, info, dev)
     model = distributed.unwrap(model).to(dev)
-    return run_evaluation(model, kind, loader, factories, dev, info)
+    if health is not None:
+        health.to(dev)
+    return run_evaluation(model, kind, loader, factories, dev, info, health=health)
 
 
 @torch.no_grad()

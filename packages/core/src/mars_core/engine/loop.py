@@ -44,6 +44,7 @@ from .evaluation import (
     run_evaluation,
     sample_predictions,
 )
+from .health import PredictionHealth, summarise_health
 from .progress import Progress
 from .reproducibility import capture_rng, determinism, restore_rng, seed_everything
 from .schedules import build_optimizer, build_scheduler, set_step_lr, sync_lr
@@ -329,6 +330,7 @@ class _Run:
         if self.best_weights is not None:
             self.net.load_state_dict(self.best_weights)
         metrics: dict[str, dict[str, float]] = {}
+        health: dict[str, dict[str, Any]] = {}
         skipped = []
         for split in self.t.eval_splits:
             if split not in self.splits:
@@ -336,9 +338,14 @@ class _Run:
                 continue
             loader = eval_loader(self.comps.source.dataset(split), self.t.batch_size, self.t.num_workers,
                                  self.info, self.device)
+            stats = PredictionHealth(self.kind).to(self.device)
             metrics[split] = run_evaluation(self.net, self.kind, loader, self.comps.metrics, self.device,
                                             self.info, loss_fn=self.loss_fn, amp=self.amp,
-                                            channels_last=self.channels_last)
+                                            channels_last=self.channels_last, health=stats)
+            health[split] = stats.compute()
+        verdict = summarise_health(health)
+        if verdict["degenerate"]:
+            log.warning("degenerate model: %s", verdict["degenerate_reason"])
         if skipped:
             log.info("data source has no split(s) %s; not evaluated", ", ".join(skipped))
         samples = None
@@ -358,5 +365,5 @@ class _Run:
             preview=getattr(self.comps.source, "preview", None), run_id=self.state.run_id,
             extra={"checkpoint_dir": self.ckpt_dir, "epochs_completed": self.state.epoch,
                    "stopped_early": stopped_early, "world_size": self.info.world_size,
-                   "skipped_splits": skipped, "sample_split": sample_split},
+                   "skipped_splits": skipped, "sample_split": sample_split, **verdict},
         )

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mars_core.sweep.trial import ATTR_ERROR, ATTR_MODEL, ATTR_RUN
+from mars_core.sweep.trial import ATTR_DEGENERATE, ATTR_ERROR, ATTR_MODEL, ATTR_RUN
 
 if TYPE_CHECKING:
     import optuna
@@ -28,6 +28,7 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
             "trial": t.number, "state": state, "value": t.value, "params": dict(t.params),
             "run_id": t.user_attrs.get(ATTR_RUN), "model_uri": t.user_attrs.get(ATTR_MODEL),
             "error": t.user_attrs.get(ATTR_ERROR), "duration_s": duration,
+            "degenerate": t.user_attrs.get(ATTR_DEGENERATE),
         })
     return out
 
@@ -42,6 +43,8 @@ def table(trials: list[dict[str, Any]], monitor: str, best: int | None, title: s
     for r in trials:
         value = "-" if r["value"] is None else f"{r['value']:.4f}"
         state = r["state"] if not r["error"] else f"{r['state']}: {r['error'][:60]}"
+        if r.get("degenerate"):
+            state += " (degenerate)"
         tab.add_row(f"{r['trial']}{'*' if r['trial'] == best else ''}", *(_cell(r["params"].get(k, "-")) for k in keys),
                     value, state, (r["run_id"] or "-")[:12])
     return tab
@@ -56,12 +59,13 @@ def write_csv(trials: list[dict[str, Any]], monitor: str, path: Path) -> None:
     keys = sorted({k for r in trials for k in r["params"]})
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["trial", *keys, monitor, "state", "duration_s", "run_id", "model_uri", "error"])
+        writer.writerow(["trial", *keys, monitor, "state", "duration_s", "run_id", "model_uri", "error",
+                         "degenerate"])
         for r in trials:
             writer.writerow([r["trial"], *(r["params"].get(k, "") for k in keys),
                              "" if r["value"] is None else r["value"], r["state"],
                              "" if r["duration_s"] is None else f"{r['duration_s']:.1f}",
-                             r["run_id"] or "", r["model_uri"] or "", r["error"] or ""])
+                             r["run_id"] or "", r["model_uri"] or "", r["error"] or "", r.get("degenerate") or ""])
 
 
 def write_chart(trials: list[dict[str, Any]], monitor: str, best: int | None, path: Path) -> None:

@@ -172,6 +172,14 @@ def _run_workers(opts: SweepOptions) -> None:
         raise MarsError(f"all {len(codes)} sweep workers failed (exit codes {codes}); see their output above")
 
 
+def pick_best(done: list[dict[str, Any]], mode: str) -> dict[str, Any] | None:
+    """The best completed trial. A degenerate one (constant output, one class everywhere)
+    wins only when every trial is degenerate, and is then registered as such: never made
+    the champion."""
+    sound = [r for r in done if not r.get("degenerate")] or done
+    return (max if mode == "max" else min)(sound, key=lambda r: r["value"]) if sound else None
+
+
 def _finish(opts: SweepOptions, base_cfg: Any, study: Any, base: Base) -> dict[str, Any]:
     from mars_core.tracking import registry_ops
     from mars_core.tracking.store import connect
@@ -179,7 +187,7 @@ def _finish(opts: SweepOptions, base_cfg: Any, study: Any, base: Base) -> dict[s
     trials = report.rows(study)
     done = [r for r in trials if r["state"] == "COMPLETE"]
     monitor, mode = base_cfg.trainer.monitor, base_cfg.trainer.mode
-    best = (max if mode == "max" else min)(done, key=lambda r: r["value"]) if done else None
+    best = pick_best(done, mode)
     store = connect()
     parent = base.parent_run_id
     assert parent is not None
@@ -196,7 +204,7 @@ def _finish(opts: SweepOptions, base_cfg: Any, study: Any, base: Base) -> dict[s
             info = SimpleNamespace(model_uri=best["model_uri"],
                                    model_id=best["model_uri"].removeprefix("models:/") or None)
             registered = registry_ops.register(store, cfg, info, best["run_id"], monitor=monitor, mode=mode,
-                                               best_value=best["value"])
+                                               best_value=best["value"], degenerate=best.get("degenerate"))
             study.set_user_attr(ATTR_REGISTERED, best["trial"])
             study.set_user_attr("registered_model_uri",
                                 f"models:/{registered['registered_model']}/{registered['model_version']}")

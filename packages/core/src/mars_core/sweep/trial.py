@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 ATTR_RUN = "mlflow_run_id"
 ATTR_MODEL = "model_uri"
 ATTR_ERROR = "error"
+ATTR_DEGENERATE = "degenerate"
 TAG_STUDY = "mars.sweep.study"
 TAG_TRIAL = "mars.sweep.trial"
 TAG_PID = "mars.sweep.pid"  # which worker process trained the trial
@@ -92,6 +93,8 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, base: Base) -> float:
             trial.set_user_attr(ATTR_RUN, summary.run_id)
         if summary.model_uri:
             trial.set_user_attr(ATTR_MODEL, summary.model_uri)
+        if summary.extra.get("degenerate"):
+            trial.set_user_attr(ATTR_DEGENERATE, str(summary.extra.get("degenerate_reason")))
         value = summary.best_value
         if value is None or not math.isfinite(float(value)):
             raise TrialFailed(f"{summary.monitor} is {value}: no usable value")

@@ -135,11 +135,17 @@ class MlflowTracker:
                 result = registry_ops.register(
                     store, summary.cfg, info, run_id,
                     monitor=summary.monitor, mode=summary.mode, best_value=summary.best_value,
+                    degenerate=summary.extra.get("degenerate_reason") if summary.extra.get("degenerate") else None,
                 )
                 summary.extra.update(result)
                 uri = f"models:/{result['registered_model']}/{result['model_version']}"
                 client.set_tag(run_id, "mars.model_version", uri)
             summary.extra.setdefault("champion_moved", False)
+            if summary.extra.get("prediction_health"):
+                client.log_dict(run_id, summary.extra["prediction_health"], "prediction_health.json")
+            if summary.extra.get("degenerate"):
+                client.set_tag(run_id, registry_ops.TAG_DEGENERATE,
+                               str(summary.extra.get("degenerate_reason"))[:MAX_TAG_VALUE])
             summary.run_id, summary.model_uri = run_id, uri
             client.set_terminated(run_id, "FINISHED")
             self._open = False

@@ -367,7 +367,11 @@ def _download(uri: str, dst: Path, timeout_s: float) -> Path:
             artifact_uri=uri, dst_path=str(dst), tracking_uri=store.uri, registry_uri=registry_uri(store.uri)
         ))
     except MlflowException as exc:
-        raise MarsError(f"cannot load model {uri}: {one_line(exc)}") from None
+        hint = ""
+        if uri.endswith("@champion") and "alias" in str(exc).lower():
+            hint = ("; no version has earned the alias (a degenerate model never does): "
+                    "'mars-core models' lists the versions, load one as models:/NAME/VERSION")
+        raise MarsError(f"cannot load model {uri}: {one_line(exc)}{hint}") from None
     except OSError as exc:
         raise MarsError(f"cannot load model {uri}: {exc}") from None
 

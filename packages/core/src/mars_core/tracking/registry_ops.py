@@ -44,6 +44,7 @@ TAG_TASK = "mars.task"
 TAG_MONITOR = "monitor"
 TAG_VALUE = "monitor_value"
 TAG_MODE = "mode"
+TAG_DEGENERATE = "mars.degenerate"
 
 
 def registered_name(cfg: RunConfig) -> str:
@@ -110,9 +111,12 @@ def claim_champion(store: Store, name: str, version: str, monitor: str, mode: st
 
 
 def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, monitor: str, mode: str,
-             best_value: float | None) -> dict[str, Any]:
+             best_value: float | None, degenerate: str | None = None) -> dict[str, Any]:
     """Create a version of ``mars-<task>`` for a logged model; move ``champion`` if earned.
 
+    A ``degenerate`` model (the reason, from :mod:`mars_core.engine.health`) is registered,
+    so that it can be inspected, and tagged, but never takes the alias: its monitored value
+    may look fine (a constant "change" map has recall 1.0) while it says nothing.
     Returns what happened, for ``RunSummary.extra`` and the CLI's closing table.
     """
     from mlflow.exceptions import MlflowException
@@ -122,6 +126,8 @@ def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, moni
     tags = {TAG_TASK: cfg.task, TAG_MONITOR: monitor, TAG_MODE: mode}
     if value is not None:
         tags[TAG_VALUE] = repr(value)
+    if degenerate:
+        tags[TAG_DEGENERATE] = degenerate[:5000]
     client = store.client
     try:
         try:
@@ -134,7 +140,12 @@ def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, moni
             name, source=model_info.model_uri, run_id=run_id, tags=tags,
             model_id=getattr(model_info, "model_id", None),
         )
-        moved, reason, champion = claim_champion(store, name, str(version.version), monitor, mode, value)
+        if degenerate:
+            with store_lock(store.uri):
+                champion = current_champion(store, name)
+            moved, reason = False, f"degenerate model, not a champion ({degenerate})"
+        else:
+            moved, reason, champion = claim_champion(store, name, str(version.version), monitor, mode, value)
     except MlflowException as exc:
         raise MarsError(f"registering model '{name}' failed: {one_line(exc)}") from None
     return {
