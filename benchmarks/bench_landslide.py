@@ -10,6 +10,21 @@ parameters, seconds per epoch (training + validation pass) and inference through
     nox -s bench -- landslide   # where the project's noxfile forwards to this script
 
 Tracking is disabled (no MLflow run per model); checkpoints go to a temporary folder.
+
+``--cv K``: spatial K-fold cross-validation over train + val instead (how the default recipe
+is chosen; issue 12). Every recipe of ``--recipes`` is trained once per fold of a spatial
+split of the pooled partitions (blocks of the R_C patch grid with a gap,
+``mars_landslide.cv``) for the same fixed number of epochs and judged on the held-out fold
+only (whole-fold pixel counts; the weights kept are those of the lowest training loss, so
+the held-out fold never picks anything inside a run). ``--baselines`` adds all-background
+and a one-channel threshold fitted on the training folds. Each (recipe, fold) is one JSON
+line in ``OUT/cv_runs.jsonl`` (reruns skip what is there); held-out probabilities are kept
+(``OUT/probs``) so post-hoc ensembles of recipes are scored without training again;
+``--report`` writes ``OUT/cv_summary.{csv,md}`` (mean ± sd over folds).
+
+    OMP_NUM_THREADS=1 python3 benchmarks/bench_landslide.py --cv 5 --epochs 8 --threads 1 \
+        --recipes segformer,segformer-lovasz --baselines --out-dir bench-cv
+    python3 benchmarks/bench_landslide.py --cv 5 --report --out-dir bench-cv
 """
 
 from __future__ import annotations
@@ -17,18 +32,25 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import json
 import logging
+import math
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from mars_core.config import load_task_config
 from mars_core.engine import train
+from mars_landslide.mmls import MMLSSource
 from mars_landslide.plugin import MODEL_FACTORIES, TASK_YAML
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,6 +154,262 @@ def write_tables(rows: list[dict[str, object]], out: Path, command: str, args: a
     tmp.replace(out / "landslide_benchmark.md")
 
 
+#: Recipe name -> overrides of the default YAML. Everything not named is the default recipe
+#: (SegFormer MiT-B0, BCE, Adam 1e-3, cosine, batch 16, weight_decay 1e-4, 64-px crops +
+#: flips/rot90 + optical jitter, train-partition mean/std normalisation, MiT drop_path 0.1).
+RECIPES: dict[str, list[str]] = {
+    "segformer": [],
+    "segformer-dice": ["loss.name=dice"],
+    "segformer-bce_dice": ["loss.name=bce_dice"],
+    "segformer-lovasz": ["loss.name=lovasz"],
+    "segformer-wd0": ["trainer.weight_decay=0"],
+    "segformer-wd1e-2": ["trainer.weight_decay=0.01"],
+    "segformer-dropout0.2": ["model.dropout=0.2"],
+    "segformer-droppath0": ["model.drop_path=0.0"],
+    "segformer-droppath0.3": ["model.drop_path=0.3"],
+    "segformer-norm_none": ["data.normalise=none"],
+    "segformer-norm_robust": ["data.normalise=robust"],
+    "segformer-nocrop": ["data.train_crop=null"],
+    "segformer-seed1": ["trainer.seed=1"],
+    "segformer-seed2": ["trainer.seed=2"],
+    "ensemble-segformer2": ["model.name=ensemble", "model.members=[segformer,segformer]"],
+    "unet": ["model.name=unet"],
+    "deeplabv3plus": ["model.name=deeplabv3plus"],
+    "resunet": ["model.name=resunet"],
+    "pspnet": ["model.name=pspnet"],
+    "marslsnet": ["model.name=marslsnet"],
+    "marslsnet-paper": ["@marslsnet-paper"],
+}
+
+
+def confusion(pred: np.ndarray, mask: np.ndarray) -> dict[str, int]:
+    """Pixel counts over a whole fold (pred, mask boolean, same shape)."""
+    p, m = pred.astype(bool), mask.astype(bool)
+    return {"tp": int((p & m).sum()), "fp": int((p & ~m).sum()), "fn": int((~p & m).sum()),
+            "tn": int((~p & ~m).sum())}
+
+
+def scores(c: dict[str, int]) -> dict[str, float]:
+    """mIoU (mean of landslide and background IoU), F1, precision, recall from counts."""
+    tp, fp, fn, tn = c["tp"], c["fp"], c["fn"], c["tn"]
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else 0.0
+
+    iou, iou_bg = ratio(tp, tp + fp + fn), ratio(tn, tn + fp + fn)
+    return {"miou": (iou + iou_bg) / 2, "iou": iou, "f1": ratio(2 * tp, 2 * tp + fp + fn),
+            "precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn)}
+
+
+def fit_threshold(images: np.ndarray, masks: np.ndarray, bins: int = 256) -> tuple[int, float, bool, float]:
+    """Best (channel, threshold, above?) by training mIoU: one channel, one cut, either side.
+
+    Histograms of landslide and background values per channel give every cut's counts at
+    once; the cut maximising mIoU over the training patches is kept."""
+    best = (0, 0.0, True, -1.0)
+    m = masks[:, 0].astype(bool)
+    for c in range(images.shape[1]):
+        x = images[:, c]
+        edges = np.linspace(float(x.min()), float(x.max()), bins + 1)
+        h_fg, _ = np.histogram(x[m], edges)
+        h_bg, _ = np.histogram(x[~m], edges)
+        for above in (True, False):
+            # pixels predicted landslide: values >= edges[k] (above) or < edges[k] (below)
+            if above:
+                tp = np.concatenate([np.cumsum(h_fg[::-1])[::-1], [0]])
+                fp = np.concatenate([np.cumsum(h_bg[::-1])[::-1], [0]])
+            else:
+                tp = np.concatenate([[0], np.cumsum(h_fg)])
+                fp = np.concatenate([[0], np.cumsum(h_bg)])
+            fn, tn = h_fg.sum() - tp, h_bg.sum() - fp
+            iou = tp / np.maximum(tp + fp + fn, 1)
+            iou_bg = tn / np.maximum(tn + fp + fn, 1)
+            miou = (iou + iou_bg) / 2
+            k = int(np.argmax(miou))
+            if miou[k] > best[3]:
+                best = (c, float(edges[k]), above, float(miou[k]))
+    return best
+
+
+def _source(data: Path, fold: int, k: int, extra: dict[str, Any] | None = None) -> MMLSSource:
+    return MMLSSource(str(data), train_on=["train", "val"],
+                      cv={"folds": k, "fold": fold, **(extra or {})})
+
+
+def baselines(data: Path, k: int, out: Path) -> None:
+    """All-background and one-channel threshold rows, one JSON line per fold."""
+    from mars_landslide.mmls import CHANNEL_NAMES
+
+    for fold in range(k):
+        src = _source(data, fold, k)
+        tr, te = src.dataset("train"), src.dataset("test")
+        masks = te.masks.numpy() > 0.5
+        rows = [("baseline-all_background", np.zeros_like(masks), {})]
+        c, thr, above, train_miou = fit_threshold(tr.images.numpy(), tr.masks.numpy())
+        x = te.images.numpy()[:, c:c + 1]
+        pred = x >= thr if above else x < thr
+        rows.append(("baseline-threshold", pred, {
+            "rule": f"{CHANNEL_NAMES[c]} {'>=' if above else '<'} {thr:.4f} (normalised units)",
+            "train_miou": train_miou}))
+        for name, pred, extra in rows:
+            conf = confusion(pred, masks)
+            _append(out, {"recipe": name, "fold": fold, "folds": k, **conf, **scores(conf),
+                          "n_test": len(te), "n_train": len(tr), **extra})
+
+
+def _append(out: Path, row: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "cv_runs.jsonl").open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def done(out: Path) -> set[tuple[str, int]]:
+    path = out / "cv_runs.jsonl"
+    if not path.is_file():
+        return set()
+    return {(r["recipe"], r["fold"]) for r in map(json.loads, path.read_text().splitlines())}
+
+
+def _overrides(recipe: str) -> tuple[Path, list[str]]:
+    items = RECIPES[recipe]
+    if items and items[0] == "@marslsnet-paper":
+        from mars_landslide.configs import MARSLSNET_PAPER
+
+        return Path(MARSLSNET_PAPER), items[1:]
+    return TASK_YAML, list(items)
+
+
+def run_fold(recipe: str, fold: int, k: int, epochs: int, data: Path, out: Path,
+             extra: Sequence[str] = (), max_steps: int | None = None) -> dict[str, Any]:
+    """Train ``recipe`` on the other folds, score fold ``fold``; append and return the line."""
+    config, overrides = _overrides(recipe)
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [
+            *overrides, f"trainer.epochs={epochs}", "tracking.enabled=false", "trainer.progress=false",
+            "trainer.monitor=train/loss", "trainer.mode=min", "trainer.eval_splits=[test]",
+            "data.train_on=[train,val]", f"data.cv.folds={k}", f"data.cv.fold={fold}",
+            f"trainer.checkpoint_dir={tmp}", *extra,
+        ]
+        if max_steps:
+            overrides.append(f"trainer.max_steps_per_epoch={max_steps}")
+        cfg = load_task_config(config, overrides=overrides, data_root=str(data))
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        summary = train(cfg)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    model = summary.model.eval()
+    src = MMLSSource(str(data), train_on=["train", "val"], cv={"folds": k, "fold": fold},
+                     normalise=str(cfg.data.params.get("normalise", "train_stats")))
+    te = src.dataset("test")
+    with torch.no_grad():
+        probs = torch.cat([model(te.images[i:i + 16]).float().sigmoid() for i in range(0, len(te), 16)]).numpy()
+    (out / "probs").mkdir(parents=True, exist_ok=True)
+    np.save(out / "probs" / f"{recipe}_f{fold}.npy", probs.astype(np.float16))
+    conf = confusion(probs >= 0.5, te.masks.numpy() > 0.5)
+    times = [h["epoch_time_s"] for h in summary.history if "epoch_time_s" in h]
+    engine = summary.metrics.get("test", {})
+    row = {"recipe": recipe, "fold": fold, "folds": k, **conf, **scores(conf),
+           "engine_miou": engine.get("miou"), "epochs": len(times), "best_epoch": summary.best_epoch,
+           "wall_s_per_epoch": sum(times) / max(len(times), 1), "cpu_s_per_epoch": cpu / max(len(times), 1),
+           "wall_s_total": wall, "threads": torch.get_num_threads(), "n_test": len(te),
+           "n_train": len(src.dataset("train")), "max_steps": max_steps,
+           "overrides": RECIPES[recipe] + list(extra),
+           "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    _append(out, row)
+    return row
+
+
+def posthoc_ensembles(out: Path, data: Path, k: int, groups: dict[str, list[str]]) -> None:
+    """Mean probability of independently trained recipes, scored on each fold."""
+    have = done(out)
+    for name, members in groups.items():
+        for fold in range(k):
+            if (name, fold) in have or not all((m, fold) in have for m in members):
+                continue
+            probs = np.mean([np.load(out / "probs" / f"{m}_f{fold}.npy").astype(np.float32) for m in members], 0)
+            te = _source(data, fold, k).dataset("test")
+            conf = confusion(probs >= 0.5, te.masks.numpy() > 0.5)
+            _append(out, {"recipe": name, "fold": fold, "folds": k, **conf, **scores(conf),
+                          "members": members, "posthoc": True})
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
+    return m, sd
+
+
+def report(out: Path, k: int, command_of: dict[str, str]) -> list[dict[str, Any]]:
+    """mean ± sd over folds per recipe (only recipes with all k folds; others listed as partial)."""
+    lines = [json.loads(x) for x in (out / "cv_runs.jsonl").read_text().splitlines()]
+    by: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in lines:
+        if r.get("folds") == k:
+            by.setdefault(r["recipe"], {})[r["fold"]] = r  # a rerun replaces the earlier line
+    rows = []
+    for recipe, folds in by.items():
+        rs = [folds[f] for f in sorted(folds)]
+        row: dict[str, Any] = {"recipe": recipe, "folds_run": len(rs), "folds": k}
+        for key in ("miou", "f1", "precision", "recall", "iou"):
+            row[key], row[key + "_sd"] = _mean_sd([r[key] for r in rs])
+        for key in ("wall_s_per_epoch", "cpu_s_per_epoch"):
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            row[key] = sum(vals) / len(vals) if vals else None
+        row["epochs"] = rs[0].get("epochs")
+        row["per_fold_miou"] = " ".join(f"{r['miou']:.3f}" for r in rs)
+        row["command"] = command_of.get(recipe, "")
+        rows.append(row)
+    rows.sort(key=lambda r: (r["folds_run"] < k, -r["miou"]))
+    import csv
+
+    with (out / "cv_summary.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    md = ["| recipe | folds | mIoU (mean ± sd) | F1 | precision | recall | per-fold mIoU | epochs "
+          "| CPU s/epoch | wall s/epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    def pm(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.3f} ± {r[key + '_sd']:.3f}" if not math.isnan(r[key + "_sd"]) else f"{r[key]:.3f}"
+
+    for r in rows:
+        def f(key: str, r: dict[str, Any] = r) -> str:
+            return pm(r, key)
+
+        cpu = f"{r['cpu_s_per_epoch']:.1f}" if r["cpu_s_per_epoch"] else "—"
+        wall = f"{r['wall_s_per_epoch']:.1f}" if r["wall_s_per_epoch"] else "—"
+        md.append(f"| {r['recipe']} | {r['folds_run']}/{k} | {f('miou')} | {f('f1')} | {f('precision')} "
+                  f"| {f('recall')} | {r['per_fold_miou']} | {r['epochs'] or '—'} | {cpu} | {wall} |")
+    (out / "cv_summary.md").write_text("\n".join(md) + "\n")
+    return rows
+
+
+def threads_note() -> str:
+    return f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, torch threads {torch.get_num_threads()}"
+
+
+def main_cv(args: argparse.Namespace, command: str) -> int:
+    """The ``--cv K`` mode (see the module docstring)."""
+    k, out = args.cv, args.out_dir
+    if args.baselines and not any(r.startswith("baseline-") for r, f in done(out) if f == 0):
+        baselines(args.data, k, out)
+    for recipe in [r.strip() for r in args.recipes.split(",") if r.strip()]:
+        if recipe not in RECIPES:
+            raise SystemExit(f"unknown recipe {recipe!r}; available: {', '.join(RECIPES)}")
+        folds = range(k) if args.folds is None else [int(f) for f in args.folds.split(",")]
+        for fold in folds:
+            if (recipe, fold) in done(out):
+                continue
+            print(f"== {recipe} fold {fold}/{k}", flush=True)
+            row = run_fold(recipe, fold, k, args.epochs, args.data, out, args.set, args.max_steps)
+            print(json.dumps(row), flush=True)
+    if args.posthoc:
+        groups = {f"posthoc-{'+'.join(g.split('+'))}": g.split("+") for g in args.posthoc.split(",")}
+        posthoc_ensembles(out, args.data, k, groups)
+    if args.report:
+        report(out, k, {})
+        print((out / "cv_summary.md").read_text())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=100)
@@ -142,11 +420,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (1 is much faster than 2 on an oversubscribed machine)")
     ap.add_argument("--set", action="append", default=[], help="extra KEY=VALUE config override")
+    ap.add_argument("--cv", type=int, default=None, help="spatial K-fold cross-validation over train + val")
+    ap.add_argument("--recipes", default="", help="--cv: comma-separated recipe names (see RECIPES)")
+    ap.add_argument("--folds", default=None, help="--cv: only these folds, e.g. 0 or 0,1")
+    ap.add_argument("--baselines", action="store_true", help="--cv: all-background and threshold rows")
+    ap.add_argument("--posthoc", default="",
+                    help="--cv: post-hoc ensembles, e.g. segformer+unet,segformer+segformer-seed1")
+    ap.add_argument("--report", action="store_true", help="--cv: write cv_summary.{csv,md}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python3 benchmarks/bench_landslide.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.cv is not None:
+        return main_cv(args, command)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in [m.strip() for m in args.models.split(",") if m.strip()]:

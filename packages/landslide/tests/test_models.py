@@ -69,7 +69,7 @@ def test_baselines_default_no_weights() -> None:
     import inspect
 
     for name, f in MODEL_FACTORIES.items():
-        if name != "marslsnet":
+        if name not in ("marslsnet", "ensemble"):
             assert inspect.signature(f).parameters["encoder_weights"].default is None
 
 
@@ -188,7 +188,8 @@ def test_marslsnet_paper_configuration() -> None:
     t = cfg.trainer
     assert (t.epochs, t.batch_size, t.optimizer, t.lr, t.weight_decay) == (100, 16, "adam", 1e-3, 0.0)
     assert (t.scheduler.name, t.scheduler.warmup_epochs) == ("none", 0)
-    assert cfg.data.name == "mmls" and cfg.data.params == {"channels": "all", "augment": False, "train_crop": None}
+    assert cfg.data.name == "mmls" and cfg.data.params == {"channels": "all", "augment": False, "train_crop": None,
+                                                         "train_on": ["train"]}
     assert MMLSSource(None, **cfg.data.params).train_augmentation() is None
     model = MODEL_FACTORIES[cfg.model.name](in_channels=7, **cfg.model.params)
     assert all(b.mhsa.attn_size is None for b in model.blocks)  # Eq. 3: full resolution

@@ -9,7 +9,8 @@ import pytest
 from mars_core import plugins
 from mars_core.config import load_task_config
 
-EXPECTED_MODELS = {"marslsnet", "unet", "unetplusplus", "deeplabv3plus", "pspnet", "segformer", "resunet"}
+EXPECTED_MODELS = {"marslsnet", "unet", "unetplusplus", "deeplabv3plus", "pspnet", "segformer", "resunet",
+                   "ensemble"}
 
 
 def test_registered_names() -> None:
@@ -27,7 +28,10 @@ def test_default_config_is_valid() -> None:
     assert cfg.task == "landslide" and cfg.data.name == "mmls"
     assert cfg.trainer.batch_size == 16 and cfg.trainer.lr == pytest.approx(1e-3)
     assert cfg.trainer.optimizer == "adam" and cfg.trainer.weight_decay > 0
-    assert cfg.trainer.monitor == "val/miou" and cfg.trainer.mode == "max"
+    # No held-out split picks the epoch (recipe and epochs come from spatial CV; --data pools
+    # train + val): the weights kept are those of the lowest training loss.
+    assert cfg.trainer.monitor == "train/loss" and cfg.trainer.mode == "min"
+    assert cfg.data.params["train_on"] == "auto"
     assert cfg.trainer.scheduler.name != "none"
     assert cfg.loss.name == "bce"
     assert [m.name for m in cfg.metrics] == ["binary_map"]

@@ -247,19 +247,39 @@ def find_pairs(split_dir: Path) -> list[tuple[Path, Path]]:
     return scan_split(split_dir).pairs
 
 
+NORMALISATIONS = ("train_stats", "none", "robust")
+
+
+def robust_stretch(images: np.ndarray, p_low: float = 2.0, p_high: float = 98.0) -> np.ndarray:
+    """Per patch and channel ``(x - p_low) / (p_high - p_low)`` percentiles: what
+    ``Normalisation.robust`` means, with each 128x128 patch as its own scene."""
+    lo, hi = np.percentile(images, [p_low, p_high], axis=(-2, -1), keepdims=True)
+    return ((images - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)
+
+
 class ArrayDataset(Dataset):
     """In-memory patches: MMLS splits are small (275 patches = 126 MB), so reading every file
     once up front validates the whole split before training starts and makes epochs cheap.
 
     ``positions[i]`` is the (R, C) grid position of patch i (None where a name carries none):
     what a spatial cross-validation groups patches by. ``description`` says what was read.
+    ``normalise``: ``train_stats`` (fixed per-channel mean/std of the published train
+    partition), ``none`` (the stored [0, 1] values) or ``robust`` (per-patch 2-98 % stretch).
     """
 
     def __init__(self, images: np.ndarray, masks: np.ndarray, channels: list[int], names: list[str],
-                 positions: Sequence[tuple[int, int] | None] | None = None, description: str = "") -> None:
-        mean = np.asarray(TRAIN_MEAN, dtype=np.float32)[channels, None, None]
-        std = np.asarray(TRAIN_STD, dtype=np.float32)[channels, None, None]
-        self.images = torch.from_numpy((images[:, channels] - mean) / std)
+                 positions: Sequence[tuple[int, int] | None] | None = None, description: str = "",
+                 normalise: str = "train_stats") -> None:
+        x = images[:, channels]
+        if normalise == "train_stats":
+            mean = np.asarray(TRAIN_MEAN, dtype=np.float32)[channels, None, None]
+            std = np.asarray(TRAIN_STD, dtype=np.float32)[channels, None, None]
+            x = (x - mean) / std
+        elif normalise == "robust":
+            x = robust_stretch(x)
+        elif normalise != "none":
+            raise MarsError(f"data.normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
+        self.images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         self.masks = torch.from_numpy(masks.astype(np.float32))
         self.names = names
         self.positions: list[tuple[int, int] | None] = (
@@ -274,6 +294,27 @@ class ArrayDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"image": self.images[i], "mask": self.masks[i], "index": torch.tensor(i)}
 
+    def subset(self, indices: Sequence[int], description: str) -> ArrayDataset:
+        """The patches ``indices`` (already normalised) as a dataset of their own."""
+        out = ArrayDataset.__new__(ArrayDataset)
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        out.images, out.masks = self.images[idx], self.masks[idx]
+        out.names = [self.names[i] for i in indices]
+        out.positions = [self.positions[i] for i in indices]
+        out.description = description
+        return out
+
+    @staticmethod
+    def concat(parts: Sequence[ArrayDataset], description: str) -> ArrayDataset:
+        """Several datasets as one, in the given order (pooling partitions)."""
+        out = ArrayDataset.__new__(ArrayDataset)
+        out.images = torch.cat([p.images for p in parts])
+        out.masks = torch.cat([p.masks for p in parts])
+        out.names = [n for p in parts for n in p.names]
+        out.positions = [q for p in parts for q in p.positions]
+        out.description = description
+        return out
+
 
 def load_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str], SplitListing]:
     listing = scan_split(split_dir)
@@ -282,8 +323,29 @@ def load_split(split_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str], Spli
     return images, masks, [p.stem for p, _ in listing.pairs], listing
 
 
+def _train_on(value: str | Sequence[str], bundled: bool) -> list[str]:
+    """``data.train_on`` as a list of partitions: ``auto`` is train + val for a real root (the
+    recipe is chosen by cross-validation, so no partition is needed for selection) and train
+    alone for the bundled sample (its quick start keeps showing validation figures)."""
+    if value == "auto":
+        return ["train"] if bundled else ["train", "val"]
+    items = [value] if isinstance(value, str) else list(value)
+    if not items or any(p not in ("train", "val") for p in items) or len(set(items)) != len(items):
+        raise MarsError(f"data.train_on must be 'auto' or a list of distinct partitions among train, val "
+                        f"(the test partition is for evaluation only), got {value!r}")
+    return items
+
+
 class MMLSSource:
-    """Data source ``mmls``. ``root=None`` uses the bundled sample (see :mod:`.sample`)."""
+    """Data source ``mmls``. ``root=None`` uses the bundled sample (see :mod:`.sample`).
+
+    ``train_on``: the partitions pooled into the ``train`` split (``auto``: see
+    :func:`_train_on`); a pooled partition is no longer offered as a split of its own, so
+    nothing trained on is ever reported as held out. ``cv``: a spatial cross-validation fold
+    of the pooled partitions (:mod:`mars_landslide.cv`): the splits are then ``train`` (the
+    other folds minus the gap) and ``test`` (the held-out fold); a ``test_partition`` on disk
+    is not used in that mode.
+    """
 
     def __init__(
         self,
@@ -294,30 +356,54 @@ class MMLSSource:
         contrast: float = 0.1,
         train_crop: int | None = None,
         augment: bool = True,
+        normalise: str = "train_stats",
+        train_on: str | list[str] = "train",
+        cv: dict[str, Any] | None = None,
     ) -> None:
+        from mars_landslide.cv import CVSpec
+
         if train_crop is not None and not 8 <= train_crop <= TILE:
             raise MarsError(f"data.train_crop must be between 8 and {TILE}, got {train_crop}")
         if train_crop is not None and not augment:
             raise MarsError("data.train_crop needs data.augment=true (random crops are part of the augmentation)")
+        if normalise not in NORMALISATIONS:
+            raise MarsError(f"data.normalise must be one of {', '.join(NORMALISATIONS)}, got {normalise!r}")
         self.train_crop = train_crop
         self.augment = augment
+        self.normalise = normalise
         self.channels = resolve_channels(channels)
         self.root = root
         self.photometric = photometric
         self.brightness, self.contrast = brightness, contrast
+        self.cv = CVSpec.parse(cv)
         self._cache: dict[str, ArrayDataset] = {}
         if root is None:
-            self._splits = ["train", "val"]
+            self._partitions = ["train", "val"]
         else:
             base = Path(root).expanduser()
             if not base.is_dir():
                 raise MarsError(f"MMLS root {base} is not a directory")
-            self._splits = [s for s, d in SPLIT_DIRS.items() if (base / d).is_dir()]
-            if not self._splits:
+            self._partitions = [s for s, d in SPLIT_DIRS.items() if (base / d).is_dir()]
+            if not self._partitions:
                 raise MarsError(
                     f"{base}: no MMLS partitions found (expected {', '.join(SPLIT_DIRS.values())})"
                 )
             self.base = base
+        self.train_on = _train_on(train_on, bundled=root is None)
+        if train_on == "auto":
+            self.train_on = [p for p in self.train_on if p in self._partitions]
+        # A root may hold only the test partition (evaluating a model): then there is no
+        # train split, and asking for one names the missing partition.
+        self._missing = [p for p in self.train_on if p not in self._partitions]
+        has_train = bool(self.train_on) and not self._missing
+        if self.cv is not None:
+            self._splits = ["train", "test"] if has_train else []
+        else:
+            self._splits = (["train"] if has_train else []) + [
+                p for p in ("val", "test") if p in self._partitions and p not in self.train_on]
+
+    def _where(self) -> str:
+        return "the bundled sample" if self.root is None else str(self.root)
 
     @property
     def band_names(self) -> list[str]:
@@ -326,36 +412,79 @@ class MMLSSource:
     def splits(self) -> list[str]:
         return list(self._splits)
 
-    def dataset(self, split: str) -> ArrayDataset:
-        if split not in self._splits:
-            where = "the bundled sample" if self.root is None else str(self.root)
-            raise MarsError(f"split '{split}' not available in {where}; available: {', '.join(self._splits)}")
-        if split not in self._cache:
+    def _partition(self, name: str) -> ArrayDataset:
+        """One partition as read (train, val or test), normalised; cached."""
+        if name not in self._cache:
             if self.root is None:
                 from mars_landslide.sample import load_sample
 
-                images, masks, names = load_sample(split)
+                images, masks, names = load_sample(name)
                 ds = ArrayDataset(images, masks, self.channels, names,
-                                  description=f"MMLS bundled sample, split {split}: {len(names)} patches")
+                                  description=f"MMLS bundled sample, split {name}: {len(names)} patches",
+                                  normalise=self.normalise)
             else:
-                split_dir = self.base / SPLIT_DIRS[split]
+                split_dir = self.base / SPLIT_DIRS[name]
                 images, masks, names, listing = load_split(split_dir)
                 ds = ArrayDataset(images, masks, self.channels, names, listing.positions,
-                                  listing.describe(split_dir))
-            self._cache[split] = ds
-        return self._cache[split]
+                                  listing.describe(split_dir), normalise=self.normalise)
+            self._cache[name] = ds
+        return self._cache[name]
+
+    def _pool(self) -> ArrayDataset:
+        parts = [self._partition(p) for p in self.train_on]
+        if len(parts) == 1:
+            return parts[0]
+        return ArrayDataset.concat(parts, "pooled " + " + ".join(self.train_on) + ": "
+                                   + "; ".join(p.description for p in parts))
+
+    def dataset(self, split: str) -> ArrayDataset:
+        if split not in self._splits:
+            why = ""
+            if split == "train" and self._missing:
+                why = (f" (data.train_on names partition(s) {', '.join(self._missing)}, which it does not have; "
+                       f"it has: {', '.join(self._partitions)})")
+            elif split in self.train_on:
+                why = f" (partition '{split}' is pooled into training by data.train_on={self.train_on})"
+            elif self.cv is not None:
+                why = " (data.cv is set: the splits are the training folds and the held-out fold 'test')"
+            raise MarsError(f"split '{split}' not available in {self._where()}{why}; "
+                            f"available: {', '.join(self._splits)}")
+        key = f"split:{split}"
+        if key not in self._cache:
+            if self.cv is not None:
+                from mars_landslide.cv import fold_indices
+
+                pool = self._pool()
+                idx = fold_indices(pool.positions, self.cv)
+                c = self.cv
+                what = (f"spatial CV fold {c.fold}/{c.folds} (blocks of {c.block}x{c.block} patches, gap {c.gap}, "
+                        f"seed {c.seed}) of {' + '.join(self.train_on)}: {len(idx['train'])} train, "
+                        f"{len(idx['test'])} held-out, {len(idx['gap'])} in the gap")
+                log.info("MMLS %s", what)
+                self._cache[key] = pool.subset(idx[split], f"{split} of {what}")
+            elif split == "train":
+                self._cache[key] = self._pool()
+            else:
+                self._cache[key] = self._partition(split)
+        return self._cache[key]
 
     def input_contract(self) -> InputContract:
         return InputContract(
             kind=TaskKind.SEGMENTATION,
             bands=self.band_names,
-            normalisation=Normalisation(
-                mean=[TRAIN_MEAN[i] for i in self.channels], std=[TRAIN_STD[i] for i in self.channels]
-            ),
+            normalisation=self._normalisation(),
             tile_size=TILE,
             channel_indices=self.channels,
             source_format="MMLS 128-page TIFF (tifffile series 128x128x7, float32 in [0,1])",
         )
+
+    def _normalisation(self) -> Normalisation:
+        n = len(self.channels)
+        if self.normalise == "robust":
+            return Normalisation.robust(n)
+        if self.normalise == "none":
+            return Normalisation(mean=[0.0] * n, std=[1.0] * n)
+        return Normalisation(mean=[TRAIN_MEAN[i] for i in self.channels], std=[TRAIN_STD[i] for i in self.channels])
 
     def train_augmentation(self) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
         """None with ``augment=False`` (the paper trains without augmentation)."""

@@ -18,6 +18,7 @@ TASK_YAML = Path(__file__).with_name("landslide.yaml")
 MODEL_TARGETS: dict[str, str] = {
     "marslsnet": "mars_landslide.models.marslsnet:marslsnet",
     **{name: f"mars_landslide.models.baselines:{name}" for name in DESCRIPTIONS},
+    "ensemble": "mars_landslide.models.ensemble:ensemble",
 }
 # Callable like the factories themselves (benchmarks and tests use them); import on first call.
 MODEL_FACTORIES: dict[str, LazyFactory] = {name: lazy(target) for name, target in MODEL_TARGETS.items()}
@@ -35,6 +36,14 @@ def register_models(register) -> None:  # type: ignore[no-untyped-def]
              description="MarsLS-Net (stacked PEN-Attention blocks; size S/M/L, kernel 3/4/5; ablations)")
     for name, description in DESCRIPTIONS.items():
         register(name, MODEL_TARGETS[name], description=description)
+    register("ensemble", MODEL_TARGETS["ensemble"],
+             description="several landslide models in one module (mean probability); model.members=[...]")
+
+
+@hookimpl
+def register_losses(register) -> None:  # type: ignore[no-untyped-def]
+    register("lovasz", "mars_landslide.losses:lovasz",
+             description="Lovász hinge (convex surrogate of 1 - IoU of the landslide class)")
 
 
 @hookimpl

@@ -20,10 +20,25 @@ from collections.abc import Callable
 
 from torch import nn
 
+from mars_core.errors import MarsError
 from mars_core.models.smp_models import build_smp
 from mars_landslide.models.catalog import ARCHITECTURES, DEFAULT_ENCODERS, DESCRIPTIONS
 
 _ARCH = ARCHITECTURES
+
+
+def set_drop_path(model: nn.Module, rate: float, encoder_name: str) -> None:
+    """Stochastic depth (DropPath) rising linearly to ``rate`` over the encoder's blocks.
+
+    Only transformer encoders with residual blocks have it (smp's MiT ``mit_b*``, whose
+    default rate is already 0.1); on any other encoder a ``drop_path`` is refused rather
+    than silently ignored."""
+    encoder = getattr(getattr(model, "net", None), "encoder", None)
+    reset = getattr(encoder, "reset_drop_path", None)
+    if reset is None:
+        raise MarsError(f"model.drop_path: encoder '{encoder_name}' has no stochastic depth; "
+                        "it is available with the MiT encoders of segformer (mit_b0 ... mit_b5)")
+    reset(rate)
 
 
 def make_factory(name: str) -> Callable[..., nn.Module]:
@@ -37,9 +52,18 @@ def make_factory(name: str) -> Callable[..., nn.Module]:
         encoder_name: str | None = None,
         encoder_weights: str | None = None,
         encoder_depth: int | None = None,
+        dropout: float = 0.0,
+        drop_path: float | None = None,
     ) -> nn.Module:
-        return build_smp(_ARCH[name], in_channels=in_channels, encoder_name=encoder_name or DEFAULT_ENCODERS[name],
-                         encoder_weights=encoder_weights, encoder_depth=encoder_depth)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise MarsError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        if drop_path is not None and not 0.0 <= float(drop_path) < 1.0:
+            raise MarsError(f"model.drop_path must be in [0, 1) or null (the encoder's default), got {drop_path!r}")
+        model = build_smp(_ARCH[name], in_channels=in_channels, encoder_name=encoder_name or DEFAULT_ENCODERS[name],
+                          encoder_weights=encoder_weights, encoder_depth=encoder_depth, dropout=dropout)
+        if drop_path is not None:
+            set_drop_path(model, float(drop_path), encoder_name or DEFAULT_ENCODERS[name])
+        return model
 
     factory.__name__ = name
     factory.__doc__ = f"{DESCRIPTIONS[name]}; encoder_weights=None by default (no download)."
