@@ -4,16 +4,22 @@ Per fold (test = fold k, validation = fold k+1, train = the rest; observations n
 two folds), reported on the TEST fold only:
 
 * the learned model (``mars-core run icepatch`` configuration, trained by the core engine,
-  best epoch chosen on the validation fold);
+  best epoch chosen on the validation fold), with its decision threshold chosen on the
+  VALIDATION fold (stored in the model, :mod:`mars_icepatch.threshold`) and, for comparison,
+  at the untuned 0.5;
 * baselines: majority class; a mean-brightness threshold (chosen on the training folds for
-  balanced accuracy); the latitude rule ``|latitude| >= 55 -> ice`` (the "polar look" trap:
-  in this data every ice chip is polar, so a rule that knows nothing about ice is perfect);
+  balanced accuracy); image statistics + gradient boosting (:mod:`mars_icepatch.features`,
+  fitted on the training folds, threshold on the validation fold); the latitude rule
+  ``|latitude| >= 55 -> ice`` (the "polar look" trap: in this data every ice chip is polar,
+  so a rule that knows nothing about ice is perfect);
 * hot pixels: 20 SYNTHETIC hot pixels (value 255, random positions) injected into every
   real test chip: accuracy with the repair on and off, largest change in p, and how many
   injected pixels the detector found; false detections on the clean chips.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_icepatch.py --data /work/shared/data/hirise-chips \
-           --folds 5 --epochs 6 --out packages/icepatch/BENCHMARK.json
+           --folds 5 --epochs 12 --out packages/icepatch/BENCHMARK.json
+       (or the folds split over two processes with ``--only 0 2 4`` / ``--only 1 3`` and
+       ``--merge A.json B.json --out packages/icepatch/BENCHMARK.json``)
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ import numpy as np
 from mars_core.config import load_task_config
 from mars_core.engine import train
 from mars_icepatch.chips import HiriseChips, read_chip
+from mars_icepatch.features import feature_matrix, fit_gbm
 from mars_icepatch.folder import chip_probabilities
 from mars_icepatch.hotpixels import HotPixelParams, inject_hot_pixels
 from mars_icepatch.plugin import TASK_YAML
+from mars_icepatch.threshold import choose_threshold, decision_threshold, set_decision_threshold
 
 N_HOT = 20
 
@@ -64,8 +72,17 @@ def brightness_rule(train_chips: list, test_chips: list) -> dict[str, float]:
     return {**scores(yt, (mt >= best).astype(int), mt), "threshold": float(best)}
 
 
+def feature_gbm(train_chips: list, val_chips: list, test_chips: list, mode: str) -> dict[str, float]:
+    """Image-statistics GBM: fit on the training folds, threshold on the validation fold."""
+    gbm = fit_gbm(feature_matrix(train_chips, mode), np.array([c.ice for c in train_chips]))
+    pv = gbm.predict_proba(feature_matrix(val_chips, mode))[:, 1]
+    t = choose_threshold(pv, np.array([c.ice for c in val_chips]))
+    pt = gbm.predict_proba(feature_matrix(test_chips, mode))[:, 1]
+    return {**scores(np.array([c.ice for c in test_chips]), (pt >= t).astype(int), pt), "threshold": t}
+
+
 def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
-    t0 = time.perf_counter()
+    t0, t_cpu = time.perf_counter(), time.process_time()
     sets = [f"data.root={args.data}", f"data.folds={args.folds}", f"data.fold={k}", f"data.seed={args.seed}",
             f"trainer.epochs={args.epochs}", "trainer.progress=false", "tracking.enabled=false",
             f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}", *args.set]
@@ -73,11 +90,19 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     src = HiriseChips(args.data, folds=args.folds, fold=k, seed=args.seed,
                       input_size=int(cfg.data.model_dump().get("input_size", 96)))
     mode = cfg.data.model_dump().get("chip_stretch", "browse")
-    test, trainval = src.split_chips("test"), src.split_chips("train") + src.split_chips("val")
+    test, val, trn = src.split_chips("test"), src.split_chips("val"), src.split_chips("train")
+    trainval = trn + val
+    t_train = time.process_time()
     summary = train(cfg)
+    cpu_train = time.process_time() - t_train
     model, size = summary.model, src.input_size
     y = np.array([c.ice for c in test])
     hot = HotPixelParams()
+    set_decision_threshold(model, 0.5)  # p on the model's own scale for choosing the cut
+    p_val, _ = chip_probabilities(model, val, size, hot, mode=mode)
+    p_untuned, _ = chip_probabilities(model, test, size, hot, mode=mode)
+    threshold = choose_threshold(p_val, np.array([c.ice for c in val])) if args.threshold else 0.5
+    set_decision_threshold(model, threshold)  # stored in the model: p' >= 0.5 <=> p >= threshold
     p_clean, n_clean = chip_probabilities(model, test, size, hot, mode=mode)
     rng_seed = 1000 + k
 
@@ -87,13 +112,29 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     p_rep, n_found = chip_probabilities(model, test, size, hot, transform=injector, mode=mode)
     p_raw, _ = chip_probabilities(model, test, size, None, transform=injector, mode=mode)
     p_norep, _ = chip_probabilities(model, test, size, None, mode=mode)
+    tta = {}
+    if hasattr(model, "tta") and not model.tta:  # the same weights, logits averaged over 8 D4 views
+        model.tta = True
+        set_decision_threshold(model, 0.5)
+        pv_tta, _ = chip_probabilities(model, val, size, hot, mode=mode)
+        t_tta = choose_threshold(pv_tta, np.array([c.ice for c in val])) if args.threshold else 0.5
+        set_decision_threshold(model, t_tta)
+        pt_tta, _ = chip_probabilities(model, test, size, hot, mode=mode)
+        yv = np.array([c.ice for c in val])
+        tta = {"model_tta": {**scores(y, (pt_tta >= 0.5).astype(int), pt_tta), "threshold": t_tta},
+               "val_tta": scores(yv, (pv_tta >= t_tta).astype(int), pv_tta)}
+        model.tta = False
+        set_decision_threshold(model, threshold)
     ymaj = int(np.mean([c.ice for c in trainval]) >= 0.5)
     lat = np.array([abs(c.latitude) >= 55 for c in test]).astype(int)
     return {
         "fold": k, "test_chips": len(test), "test_ice": int(y.sum()),
         "test_observations": sorted({c.observation for c in test}),
         "engine_test_metrics": summary.metrics.get("test", {}), "best_epoch": summary.best_epoch,
+        "threshold": decision_threshold(model), "cpu_train_s": cpu_train,
         "model": scores(y, (p_clean >= 0.5).astype(int), p_clean),
+        "model_at_0.5": scores(y, (p_untuned >= 0.5).astype(int), p_untuned),
+        "val": scores(np.array([c.ice for c in val]), (p_val >= threshold).astype(int), p_val), **tta,
         "model_without_repair_clean": scores(y, (p_norep >= 0.5).astype(int), p_norep),
         "hot_injected_repair_on": scores(y, (p_rep >= 0.5).astype(int), p_rep),
         "hot_injected_repair_off": scores(y, (p_raw >= 0.5).astype(int), p_raw),
@@ -103,38 +144,68 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
         "false_hot_on_clean_chips": int(n_clean.sum()),
         "majority": scores(y, np.full_like(y, ymaj)),
         "brightness": brightness_rule(trainval, test),
+        **({"feature_gbm": feature_gbm(trn, val, test, mode)} if args.features else {}),
         "latitude_rule": scores(y, lat, lat.astype(float)),
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - t_cpu,
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default="xception-small")
-    ap.add_argument("--only", type=int, nargs="*", help="run only these folds")
-    ap.add_argument("--set", action="append", default=[], help="extra config override KEY=VALUE")
-    ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for k in args.only if args.only else range(args.folds):
-            r = run_fold(args, k, Path(tmp))
-            results.append(r)
-            print(json.dumps({kk: r[kk] for kk in ("fold", "model", "latitude_rule", "hot_injected_repair_on",
-                                                    "hot_injected_repair_off", "seconds")}), flush=True)
-            args.out.write_text(json.dumps({"args": {k2: str(v) for k2, v in vars(args).items()},
-                                            "folds": results}, indent=1))
-    rows = ["model", "hot_injected_repair_on", "hot_injected_repair_off", "majority", "brightness", "latitude_rule"]
-    for row in rows:
+ROWS = ("model", "model_at_0.5", "model_tta", "val", "val_tta", "hot_injected_repair_on", "hot_injected_repair_off",
+        "majority", "brightness", "feature_gbm", "latitude_rule")
+
+
+def summarise(results: list[dict]) -> None:
+    """Mean ± sd (ddof 1) over the folds of every row, and the per-fold hot-pixel drops."""
+    print(f"folds {[r['fold'] for r in results]}")
+    for row in (r for r in ROWS if all(r in res for res in results)):
         cells = []
         for m in ("accuracy", "balanced_accuracy", "f1", "auroc"):
             v = [r[row][m] for r in results if m in r[row]]
             cells.append(f"{m} {np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}" if v else f"{m} -")
         print(f"{row:26s} " + " | ".join(cells))
+    for on in ("on", "off"):
+        drops = [r["model"]["accuracy"] - r[f"hot_injected_repair_{on}"]["accuracy"] for r in results]
+        print(f"accuracy drop with hot pixels (repair {on}) per fold: {[round(d, 4) for d in drops]}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="chip folder (labels.csv + chips/)")
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="xception-small")
+    ap.add_argument("--only", type=int, nargs="*", help="run only these folds")
+    ap.add_argument("--set", action="append", default=[], help="extra config override KEY=VALUE")
+    ap.add_argument("--out", type=Path, required=True, help="per-fold JSON (with --merge: the merged file)")
+    ap.add_argument("--no-threshold", dest="threshold", action="store_false",
+                    help="keep the 0.5 cut instead of choosing one on the validation fold")
+    ap.add_argument("--no-features", dest="features", action="store_false",
+                    help="skip the image-statistics GBM baseline")
+    ap.add_argument("--merge", type=Path, nargs="+",
+                    help="no training: merge the per-fold JSONs of runs split over processes (--only) into --out")
+    args = ap.parse_args()
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        results = sorted((r for part in parts for r in part["folds"]), key=lambda r: r["fold"])
+        if len({r["fold"] for r in results}) != len(results):
+            raise SystemExit("--merge: a fold appears in two files")
+        args.out.write_text(json.dumps({"args": [part["args"] for part in parts], "folds": results}, indent=1))
+        summarise(results)
+        return
+    if not args.data:
+        raise SystemExit("--data is required (unless --merge)")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in args.only if args.only else range(args.folds):
+            r = run_fold(args, k, Path(tmp))
+            results.append(r)
+            print(json.dumps({kk: r[kk] for kk in ("fold", "threshold", "model", "model_at_0.5", "latitude_rule",
+                                                    "hot_injected_repair_on", "hot_injected_repair_off",
+                                                    "seconds", "cpu_s") if kk in r}), flush=True)
+            args.out.write_text(json.dumps({"args": {k2: str(v) for k2, v in vars(args).items()},
+                                            "folds": results}, indent=1))
+    summarise(results)
 
 
 if __name__ == "__main__":

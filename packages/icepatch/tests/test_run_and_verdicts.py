@@ -31,7 +31,7 @@ def test_run_evaluate_and_verdicts(store, capsys):
     assert main(["evaluate", "icepatch", "--model", uri, "--data", str(data), "--split", "all",
                  "--json", str(store / "e.json")]) == 0
     metrics = json.loads((store / "e.json").read_text())
-    assert {"accuracy", "balanced_accuracy", "f1", "auroc"} <= set(next(iter(metrics.values()))["all"])
+    assert {"accuracy", "balanced_accuracy", "f1", "auroc"} <= set(metrics["metrics"]["all"])
     out = store / "v"
     assert main(["icepatch", "verdicts", "--model", uri, "--data", str(data), "--out", str(out)]) == 0
     res = json.loads((out / "verdicts.json").read_text())

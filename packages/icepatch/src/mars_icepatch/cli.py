@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Ice patches in HiRISE: per-observation verdicts for chip folders, class balance.",
+app = typer.Typer(help="Ice patches in HiRISE: per-observation verdicts, decision threshold, class balance.",
                   no_args_is_help=True)
 console = Console()
 # User mistakes raise mars_core.errors.MarsError, which the core CLI reports (one line, exit 2).
@@ -37,6 +37,21 @@ def verdicts(
     console.print(f"chip accuracy {res['chip_accuracy']:.3f}, balanced {res['chip_balanced_accuracy']:.3f}; "
                   f"hot pixels repaired: {res['hot_pixels_repaired']}")
     console.print(f"outputs: {out / 'chips.csv'}, {out / 'verdicts.json'}, {out / 'montage.png'}")
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Option(..., "--model", help="models:/mars-icepatch@champion, runs:/ID/model or a directory"),
+    data: Path = typer.Option(..., "--data", help="the chip folder the model was trained on (labels.csv + chips/)"),
+    out: Path = typer.Option(..., "--out", help="new model directory (must not exist)"),
+    split: str = typer.Option("val", "--split", help="split the threshold is chosen on (never test)"),
+) -> None:
+    """Choose the decision threshold on the validation chips; save a copy of the model carrying it."""
+    from mars_icepatch.calibrate import calibrate_to_dir
+
+    info = calibrate_to_dir(model, data, out, split)
+    console.print(f"threshold {info['threshold']:.4f} chosen on {info['split']} ({info['chips']} chips, "
+                  f"{info['ice']} ice, {info['observations']} observations); model saved to {out}")
 
 
 @app.command()

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mars_icepatch.threshold import with_decision_threshold
+
 
 class SeparableConv(nn.Sequential):
     """Depthwise 3x3 then pointwise 1x1, then batch norm (the ReLU comes after, outside)."""
@@ -41,10 +43,23 @@ class XceptionBlock(nn.Module):
         return self.body(x) + self.skip(x)
 
 
+def d4_mean_logits(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Logits averaged over the 8 rotations/reflections of the input (test-time augmentation).
+    Why: the chips have no preferred orientation and the network is not invariant by
+    construction; averaging removes the orientation's share of its variance (8x the cost)."""
+    views = [torch.rot90(image, k, (2, 3)) for k in range(4)]
+    views += [v.flip(3) for v in views]
+    b = image.shape[0]
+    return net(torch.cat(views)).view(8, b, -1).mean(0)
+
+
 class XceptionSmall(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 2, stem: int = 16,
-                 widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5) -> None:
+                 widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5,
+                 tta: bool = False) -> None:
         super().__init__()
+        #: In eval mode, average the logits over the 8 D4 views (:func:`d4_mean_logits`).
+        self.tta = bool(tta)
         if not widths:
             raise ValueError("widths needs at least one block")
         self.stem = nn.Sequential(
@@ -64,6 +79,11 @@ class XceptionSmall(nn.Module):
                                   nn.Linear(2 * cin, num_classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.tta and not self.training:
+            return d4_mean_logits(self._logits, image)
+        return self._logits(image)
+
+    def _logits(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.exit(self.blocks(self.stem(image))))
 
 
@@ -77,17 +97,22 @@ class MiddleBlock(nn.Module):
 
 
 def xception_small(in_channels: int = 1, num_classes: int = 2, stem: int = 16,
-                   widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5) -> nn.Module:
-    """The reduced Xception (see the module docstring)."""
-    return XceptionSmall(in_channels, num_classes, stem, tuple(widths), middle, dropout)
+                   widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5,
+                   tta: bool = False) -> nn.Module:
+    """The reduced Xception (see the module docstring), with the stored decision threshold
+    (:mod:`mars_icepatch.threshold`; 0.5 until one is chosen on validation chips)."""
+    return with_decision_threshold(XceptionSmall(in_channels, num_classes, stem, tuple(widths), middle, dropout,
+                                                 tta))
 
 
 def resnet18(in_channels: int = 1, num_classes: int = 2) -> nn.Module:
     """timm ResNet-18, grayscale input, random initialisation (no weights are downloaded)."""
     import timm
 
-    return timm.create_model("resnet18", pretrained=False, in_chans=in_channels, num_classes=num_classes)
+    return with_decision_threshold(
+        timm.create_model("resnet18", pretrained=False, in_chans=in_channels, num_classes=num_classes))
 
 
 def parameter_count(model: nn.Module) -> int:
+    """Trainable parameters (the threshold buffer is not one)."""
     return sum(p.numel() for p in model.parameters())

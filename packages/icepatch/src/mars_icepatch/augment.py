@@ -1,0 +1,62 @@
+"""Training augmentation of chip batches (``data.augment``), applied by the engine on device.
+
+Why: the shared folder holds 11 ice observations, so the model sees few distinct ice scenes;
+the folder's own copies (``-r90 -fh -brt`` ...) are fixed, while drawing a new orientation
+and brightness for every chip in every epoch lets more epochs help instead of memorising.
+
+* ``d4``: one of the 8 rotations/reflections of the square per chip. HiRISE chips have no
+  preferred "up" for these landforms (the folder's own copies are rotations and flips).
+* ``brightness``: per chip, x * exp(N(0, gain_sd)) + N(0, offset_sd), then clipped to
+  [0, 1.5]. Browse chips keep their brightness relative to their scene (``chip_stretch``),
+  which differs between observations; jitter keeps the model from leaning on the exact level.
+
+Nothing here sees latitude or any metadata: only the image tensor is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mars_core.errors import MarsError
+
+KINDS = ("d4", "brightness")
+
+
+class ChipAugmentation:
+    """Callable on an engine batch (``image`` [B, 1, S, S], ``label``); returns a new batch."""
+
+    def __init__(self, kinds: Sequence[str], gain_sd: float = 0.15, offset_sd: float = 0.05) -> None:
+        unknown = sorted(set(kinds) - set(KINDS))
+        if unknown:
+            raise MarsError(f"data.augment: unknown kind(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
+        self.kinds, self.gain_sd, self.offset_sd = tuple(kinds), float(gain_sd), float(offset_sd)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        x = batch["image"]
+        if "d4" in self.kinds:
+            k = torch.randint(0, 4, (x.shape[0],)).tolist()
+            flip = (torch.rand(x.shape[0]) < 0.5).tolist()
+            x = torch.stack([torch.rot90(xi, ki, (1, 2)).flip(2) if fi else torch.rot90(xi, ki, (1, 2))
+                             for xi, ki, fi in zip(x, k, flip, strict=True)])
+        if "brightness" in self.kinds:
+            shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+            gain = torch.exp(torch.randn(shape, device=x.device) * self.gain_sd)
+            offset = torch.randn(shape, device=x.device) * self.offset_sd
+            x = (x * gain + offset).clamp(0.0, 1.5)
+        return {**batch, "image": x.contiguous()}
+
+
+def augmentation_from_config(value: Any) -> ChipAugmentation | None:
+    """``data.augment``: None/false/[] = none; a list of kinds; or a dict ``{kinds: [...],
+    gain_sd: ..., offset_sd: ...}``."""
+    if value in (None, False, [], ()):
+        return None
+    if isinstance(value, str):
+        return ChipAugmentation([value])
+    if isinstance(value, dict):
+        params = dict(value)
+        return ChipAugmentation(params.pop("kinds", KINDS), **params)
+    return ChipAugmentation(list(value))

@@ -1,0 +1,71 @@
+"""Training-side additions: per-chip augmentation, oversampling of the rarer class, the
+in-memory chip cache."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from icepatch_testutil import copy_sample
+
+from mars_core.errors import MarsError
+from mars_icepatch.augment import ChipAugmentation, augmentation_from_config
+from mars_icepatch.chips import HiriseChips, oversample, read_labels
+
+
+def test_d4_keeps_each_chip_a_rotation_or_flip_of_itself():
+    torch.manual_seed(0)
+    x = torch.rand(12, 1, 8, 8)
+    out = ChipAugmentation(["d4"])({"image": x, "label": torch.arange(12)})
+    assert torch.equal(out["label"], torch.arange(12)) and out["image"].shape == x.shape
+    changed = 0
+    for xi, oi in zip(x, out["image"], strict=True):
+        variants = [torch.rot90(xi, k, (1, 2)) for k in range(4)]
+        variants += [v.flip(2) for v in variants]
+        assert any(torch.equal(oi, v) for v in variants)
+        changed += not torch.equal(oi, xi)
+    assert changed > 0  # 12 chips, each kept unchanged with probability 1/8
+
+
+def test_brightness_changes_levels_not_shapes_and_bad_kinds_are_refused():
+    torch.manual_seed(1)
+    x = torch.rand(6, 1, 8, 8) * 0.5 + 0.25
+    out = ChipAugmentation(["brightness"])({"image": x})["image"]
+    assert not torch.allclose(out, x)
+    # per chip an affine map of the levels: the correlation with the input stays 1
+    for xi, oi in zip(x, out, strict=True):
+        assert torch.corrcoef(torch.stack([xi.ravel(), oi.ravel()]))[0, 1] > 0.999
+    assert augmentation_from_config(None) is None and augmentation_from_config([]) is None
+    with pytest.raises(MarsError, match="unknown kind"):
+        augmentation_from_config(["d4", "mixup"])
+    with pytest.raises(MarsError, match="data.balance"):
+        HiriseChips(None, balance="smote")
+
+
+def test_oversample_balances_the_training_split_only():
+    src = HiriseChips(None, input_size=32, balance="oversample")
+    train = src.split_chips("train")
+    n1 = sum(c.ice for c in train)
+    rows = oversample(train)
+    assert len(rows) == len(train) + (round((len(train) - n1) / n1) - 1) * n1 or n1 * 2 > len(train)
+    ds = src.dataset("train")
+    assert len(ds) == len(rows)
+    assert len(src.dataset("val")) == len(src.split_chips("val"))  # never in evaluation splits
+    skewed = [c for c in read_labels(src.root) if not c.ice][:12] + [c for c in read_labels(src.root) if c.ice][:3]
+    balanced = oversample(skewed)
+    assert sum(c.ice for c in balanced) == 12 and len(balanced) == 24
+
+
+def test_cache_serves_a_chip_after_its_file_is_gone(tmp_path):
+    data = copy_sample(tmp_path / "chips", n=12)
+    src = HiriseChips(str(data), split=[1, 0, 0], input_size=32, cache=True)
+    ds = src.dataset("train")
+    uncached = HiriseChips(str(data), split=[1, 0, 0], input_size=32, cache=False).dataset("train")
+    first = ds[0]["image"].clone()
+    assert torch.equal(uncached[0]["image"], first)
+    (data / "chips" / src.split_chips("train")[0].file).unlink()
+    assert torch.equal(ds[0]["image"], first)
+    with pytest.raises(MarsError):
+        uncached[0]
+    shutil.rmtree(data)
