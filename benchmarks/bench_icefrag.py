@@ -11,7 +11,9 @@
    2026-11-30 evaluation reused the 50 % training overlap and counted fragments and
    fragment pixels several times): pixel F1 and
    balanced accuracy (``binary_map``), event TPR and FDR (``event``, 8-connectivity,
-   components < 5 px dropped); the same metrics for the two trivial predictors (all
+   every component counted, as published since issue 13) with the number of predicted
+   and reference components beside them (a scene-wide blob reads TPR 1 / FDR 0 on tiles
+   with fragments; its component count gives it away); the same metrics for the two trivial predictors (all
    no-change, all change) on the same test tiles. s/step is timed separately (forward,
    backward and Adam on one batch of the benchmark's shape, median of 3 after 1 warm-up).
 4. Times whole-scene streaming inference of the proposed model on a SYNTHETIC pair through
@@ -201,7 +203,8 @@ def scores(model: torch.nn.Module, cfg, test, batch_size: int, extra=None) -> di
         m = evaluate_model(model, TaskKind.CHANGE_DETECTION, dataset, cfg.metrics, batch_size=batch_size,
                            device="cpu")
         pick = {k.split("/")[-1]: v for k, v in m.items()}
-        out.update({f"{prefix}{k}": pick[k] for k in ("f1", "balanced_accuracy", "event_tpr", "event_fdr")})
+        out.update({f"{prefix}{k}": pick[k] for k in ("f1", "balanced_accuracy", "event_tpr", "event_fdr",
+                                                      "event_pred_components", "event_ref_components")})
     return out
 
 
@@ -242,11 +245,11 @@ def write_reports(out: Path, args: argparse.Namespace, rows: list[dict], timing:
         w.writerow({"data": "PAPER real HiRISE (not comparable)", "model": "Su et al. proposed",
                     **{k: v for k, v in PAPER.items()}})
     extra = bool(rows) and "x_f1" in rows[0]
-    head = "| data | model | F1 | balanced acc. | event TPR | event FDR |"
-    rule = "| --- | --- | ---: | ---: | ---: | ---: |"
+    head = "| data | model | F1 | balanced acc. | event TPR | event FDR | pred. / ref. components |"
+    rule = "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
     if extra:
-        head += " extra F1 | extra bal. acc. | extra TPR | extra FDR |"
-        rule += " ---: | ---: | ---: | ---: |"
+        head += " extra F1 | extra bal. acc. | extra TPR | extra FDR | extra pred. / ref. components |"
+        rule += " ---: | ---: | ---: | ---: | ---: |"
     lines = [f"# icefrag benchmark (SYNTHETIC data) - {dt.date.today().isoformat()}", "",
              "All numbers below except the last row are on SYNTHETIC scenes from `mars_icefrag.synthetic`,",
              f"{args.scenes} scenes of {args.scene_size} px split by scene; budget per model: {args.epochs} epochs x "
@@ -263,9 +266,12 @@ def write_reports(out: Path, args: argparse.Namespace, rows: list[dict], timing:
         params = f"{r['params'] / 1e6:.1f} M" if r["params"] else "-"
         step = f"{r['s_per_step']:.2f}" if r["s_per_step"] else "-"
         train_s = f"{r['train_s']:.0f}" if r["train_s"] else "-"
-        cells = [f"{r[k]:.3f}" for k in keys] + ([f"{r['x_' + k]:.3f}" for k in keys] if extra else [])
+        cells = [f"{r[k]:.3f}" for k in keys] + [f"{r['event_pred_components']:.0f} / {r['event_ref_components']:.0f}"]
+        if extra:
+            cells += [f"{r['x_' + k]:.3f}" for k in keys]
+            cells.append(f"{r['x_event_pred_components']:.0f} / {r['x_event_ref_components']:.0f}")
         lines.append(f"| SYNTHETIC | {r['model']} | {' | '.join(cells)} | {params} | {step} | {train_s} |")
-    paper = [f"{PAPER[k]:.3f}" for k in keys] + (["-"] * 4 if extra else [])
+    paper = [f"{PAPER[k]:.3f}" for k in keys] + ["-"] + (["-"] * 5 if extra else [])
     lines.append(f"| paper, real HiRISE test set, NOT comparable | Su et al. | {' | '.join(paper)} | - | - | - |")
     if timing:
         lines += ["", "## Whole-scene streaming (proposed model, CPU)", "",

@@ -30,6 +30,11 @@ def test_rule_flags_the_changed_block_and_ignores_a_radiometric_change() -> None
     assert int(outside.sum()) <= 0.01 * 64 * 64  # the exposure change alone is (almost) not
 
 
+def test_identical_dates_are_no_change_not_a_constant_half() -> None:
+    t1 = 500 + 40 * torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert not bool((torch.sigmoid(ClassicalDiff()(t1, t1.clone())) >= 0.5).any())
+
+
 def test_dummy_parameter_gets_zero_gradient_and_never_moves() -> None:
     model = ClassicalDiff()
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
@@ -77,7 +82,7 @@ def _as_8_bit(src: Path, dst: Path) -> Path:
         profile, a = d.profile, d.read(1).astype(np.float64)
     profile.update(dtype="uint8")
     with rasterio.open(dst, "w", **profile) as d:
-        d.write(np.round(a / 4095 * 255).astype(np.uint8), 1)
+        d.write(np.round(a / a.max() * 255).astype(np.uint8), 1)  # the scene's own range in 8 bits
     return dst
 
 

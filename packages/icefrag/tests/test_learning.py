@@ -22,7 +22,7 @@ MARGIN = 0.15
 def test_short_training_beats_trivial_predictor() -> None:
     torch.manual_seed(0)
     # Whole training scenes (split by scene), cut into 32-px tiles with 50 % overlap in memory.
-    scenes = IcefragPairs(bit_depth=12, tile=384, overlap=0.0).dataset("train")
+    scenes = IcefragPairs(normalisation="robust", tile=384, overlap=0.0).dataset("train")
     stacks = {k: torch.cat([scenes[i][k][None] for i in range(len(scenes))]) for k in ("image1", "image2", "mask")}
     tiles = {k: v.unfold(2, 32, 16).unfold(3, 32, 16).permute(0, 2, 3, 1, 4, 5).reshape(-1, 1, 32, 32)
              for k, v in stacks.items()}
@@ -42,7 +42,7 @@ def test_short_training_beats_trivial_predictor() -> None:
         loss.backward()
         opt.step()
     model.eval()
-    test = IcefragPairs(bit_depth=12, tile=384, overlap=0.0).dataset("test")  # the whole held-out scene
+    test = IcefragPairs(normalisation="robust", tile=384, overlap=0.0).dataset("test")  # the whole held-out scene
     metric = BinaryMapMetrics()
     with torch.no_grad():
         b = test[0]

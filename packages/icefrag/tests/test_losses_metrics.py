@@ -66,15 +66,37 @@ def test_event_fp_fn_and_touching() -> None:
     assert event_counts(pred, ref) == (1, 1, 1)
 
 
-def test_event_small_components_dropped_from_both() -> None:
+def test_event_keeps_every_component_by_default_and_min_size_drops_from_both() -> None:
     ref = _blank()
-    ref[0:2, 0:2] = True  # 4 px < 5 -> ignored, not an FN
+    ref[0:2, 0:2] = True  # 4 px
     ref[10:13, 10:13] = True
     pred = _blank()
-    pred[19, 19] = True  # 1 px -> ignored, not an FP
-    pred[10:12, 10:12] = True  # 4 px < 5 -> dropped, so the reference is missed
-    assert event_counts(pred, ref) == (0, 0, 1)
-    assert event_counts(pred, ref, min_size=1) == (1, 1, 1)
+    pred[19, 19] = True  # 1 px, touches nothing
+    pred[10:12, 10:12] = True  # 4 px on the second reference
+    # as published: every component counts (the 5-px rule is the association analysis's)
+    assert event_counts(pred, ref) == (1, 1, 1)
+    # the round-1 rule, still an option: small components leave BOTH maps
+    assert event_counts(pred, ref, min_size=5) == (0, 0, 1)
+
+
+def test_all_change_prediction_is_visible_in_the_component_counts() -> None:
+    """A scene-wide blob reads TPR 1.0 / FDR 0.0 on tiles with fragments; the counts show it."""
+    ref = torch.zeros(3, 1, 32, 32)
+    ref[0, 0, 2:6, 2:6] = 1
+    ref[0, 0, 20:24, 20:24] = 1
+    ref[1, 0, 10:14, 3:7] = 1
+    ref[2, 0, 1:3, 28:31] = 1
+    m = EventMetric()
+    m.update(torch.ones(3, 1, 32, 32), ref)  # constant "all change"
+    out = {k: float(v) for k, v in m.compute().items()}
+    assert out["event_tpr"] == 1.0 and out["event_fdr"] == 0.0  # what the rates alone say
+    assert out["event_pred_components"] == 3  # one blob per tile ...
+    assert out["event_ref_components"] == 4  # ... for more fragments than that
+    assert out["event_pred_pixel_fraction"] == 1.0
+    good = EventMetric()
+    good.update(ref.clone(), ref)
+    counts = {k: float(v) for k, v in good.compute().items()}
+    assert counts["event_pred_components"] == 4 and counts["event_pred_pixel_fraction"] < 0.05
 
 
 def test_event_eight_connectivity() -> None:

@@ -46,7 +46,7 @@ def register_losses(register) -> None:  # type: ignore[no-untyped-def]
 @hookimpl
 def register_metrics(register) -> None:  # type: ignore[no-untyped-def]
     register("event", "mars_icefrag.metrics:EventMetric",
-             description="event TPR/FDR from 8-connected components (min size 5 px)")
+             description="event TPR/FDR from 8-connected components (every component), with component counts")
 
 
 @hookimpl

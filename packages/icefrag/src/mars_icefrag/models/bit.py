@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mars_icefrag.radiometry import with_match
+
 
 class _Attention(nn.Module):
     """Multi-head attention whose inner width (heads x head_dim) may exceed the model width."""
@@ -129,6 +131,8 @@ class BIT(nn.Module):
 
 
 def bit(in_channels: int = 1, dim: int = 32, tokens: int = 4, enc_depth: int = 1, dec_depth: int = 8,
-        heads: int = 8, head_dim: int = 64, mlp_dim: int = 64, pretrained: bool = False) -> BIT:
-    """BIT (ResNet-18 S4), Chen et al. 2021: the paper's defaults."""
-    return BIT(in_channels, dim, tokens, enc_depth, dec_depth, heads, head_dim, mlp_dim, pretrained)
+        heads: int = 8, head_dim: int = 64, mlp_dim: int = 64, pretrained: bool = False,
+        radiometric_match: str = "none") -> nn.Module:
+    """BIT (ResNet-18 S4), Chen et al. 2021: the paper's defaults (``radiometric_match``: see radiometry.py)."""
+    return with_match(BIT(in_channels, dim, tokens, enc_depth, dec_depth, heads, head_dim, mlp_dim, pretrained),
+                      radiometric_match)

@@ -9,11 +9,14 @@ The rule, per input pair (tile):
 2. smooth both with a Gaussian (``sigma`` px) to suppress pixel noise;
 3. ``d = |T2 - T1|``;
 4. threshold ``d`` at its ``threshold_percentile``-th percentile;
-5. components < 5 px are dropped downstream, not here: ``min_component_px`` of the input
-   contract (``mars-core predict``) and ``min_size`` of the ``event`` metric do it.
+5. components < 5 px are dropped from the GeoJSON of ``mars-core predict``
+   (``min_component_px`` of the input contract), not here; the ``event`` metric counts
+   every component (as published, issue 13), the rule's small ones included.
 
-It returns logits ``gain * (d - t) / scale`` (``scale`` = the tile's ``d`` spread), so
-``sigmoid > 0.5`` exactly where the rule says change. The percentile is taken per tile, so
+It returns logits ``gain * (d - t - 1e-6) / scale`` (``scale`` = the tile's ``d`` spread),
+so ``sigmoid > 0.5`` exactly where ``d`` exceeds ``t``. (Without the 1e-6, two identical
+dates gave ``d = t = 0``, a logit of exactly 0, p = 0.5, and a 0.5 threshold flagged the
+whole tile: found by the real-chip no-change check, BENCHMARK.md.) The percentile is taken per tile, so
 every tile flags about ``100 - threshold_percentile`` % of its pixels before the size
 filter: that is the rule, and why it is a floor.
 
@@ -30,6 +33,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+TIE = 1e-6  # d must exceed the threshold by this much (stretched units) to count as change
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -82,7 +87,9 @@ class ClassicalDiff(nn.Module):
         flat = d.flatten(1)
         t = torch.quantile(flat, self.q, dim=1).view(-1, 1, 1, 1)
         scale = (flat.max(dim=1).values - flat.min(dim=1).values).clamp_min(1e-6).view(-1, 1, 1, 1)
-        return self.gain * (d - t) / scale + 0 * self.anchor
+        # strictly above the threshold: identical dates (d == t == 0 everywhere) are no change,
+        # not a logit of exactly 0 (p = 0.5, which a 0.5 threshold counts as change)
+        return self.gain * (d - t - TIE) / scale + 0 * self.anchor
 
 
 def classical_diff(in_channels: int = 1, **params: float) -> ClassicalDiff:

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mars_icefrag.radiometry import with_match
+
 
 def _block(c_in: int, c_out: int, n: int, dropout: float) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -84,13 +86,16 @@ class FCSiam(nn.Module):
         return z[:, 1:2] - z[:, 0:1]
 
 
-def fc_ef(in_channels: int = 1, dropout: float = 0.2) -> FCSiam:
-    return FCSiam("ef", in_channels, dropout)
+def fc_ef(in_channels: int = 1, dropout: float = 0.2, radiometric_match: str = "none") -> nn.Module:
+    """``radiometric_match``: T2 matched to T1 first (``mars_icefrag.radiometry``)."""
+    return with_match(FCSiam("ef", in_channels, dropout), radiometric_match)
 
 
-def fc_siam_conc(in_channels: int = 1, dropout: float = 0.2) -> FCSiam:
-    return FCSiam("conc", in_channels, dropout)
+def fc_siam_conc(in_channels: int = 1, dropout: float = 0.2, radiometric_match: str = "none") -> nn.Module:
+    """``radiometric_match``: T2 matched to T1 first (``mars_icefrag.radiometry``)."""
+    return with_match(FCSiam("conc", in_channels, dropout), radiometric_match)
 
 
-def fc_siam_diff(in_channels: int = 1, dropout: float = 0.2) -> FCSiam:
-    return FCSiam("diff", in_channels, dropout)
+def fc_siam_diff(in_channels: int = 1, dropout: float = 0.2, radiometric_match: str = "none") -> nn.Module:
+    """``radiometric_match``: T2 matched to T1 first (``mars_icefrag.radiometry``)."""
+    return with_match(FCSiam("diff", in_channels, dropout), radiometric_match)

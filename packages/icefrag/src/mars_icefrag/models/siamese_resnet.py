@@ -26,6 +26,7 @@ from torch import nn
 
 from mars_core.errors import MarsError
 from mars_icefrag.models.aam import AugmentedAttention, ConvBNReLU, PlainFusion
+from mars_icefrag.radiometry import with_match
 
 ENCODER_CHANNELS = (64, 256, 512, 1024, 2048)
 
@@ -114,12 +115,14 @@ class SiameseResNet50(nn.Module):
 
 def siamese_resnet50_aam(in_channels: int = 1, pretrained: bool | str = False, attention: bool = True,
                          head_channels: int = 32, attention_gain: Literal["one", "channels"] = "one",
-                         ) -> SiameseResNet50:
-    """The proposed model (Su et al.); ``attention_gain="channels"`` scales the softmax by C (see aam.py)."""
-    return SiameseResNet50(in_channels, attention, pretrained, head_channels, attention_gain)
+                         radiometric_match: str = "none") -> nn.Module:
+    """The proposed model (Su et al.); ``attention_gain="channels"`` scales the softmax by C (see aam.py);
+    ``radiometric_match`` matches T2 to T1 first (``mars_icefrag.radiometry``)."""
+    return with_match(SiameseResNet50(in_channels, attention, pretrained, head_channels, attention_gain),
+                      radiometric_match)
 
 
 def siamese_resnet50(in_channels: int = 1, pretrained: bool | str = False,
-                     head_channels: int = 32) -> SiameseResNet50:
+                     head_channels: int = 32, radiometric_match: str = "none") -> nn.Module:
     """Ablation: the proposed model with the attention replaced by plain addition of H1(d)."""
-    return SiameseResNet50(in_channels, False, pretrained, head_channels)
+    return with_match(SiameseResNet50(in_channels, False, pretrained, head_channels), radiometric_match)
