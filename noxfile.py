@@ -87,7 +87,8 @@ def bench(session: nox.Session) -> None:
     scripts = {"raster": "benchmarks/bench_raster.py", "landslide": "benchmarks/bench_landslide.py",
                "icefrag": "benchmarks/bench_icefrag.py", "layout": "benchmarks/bench_layout.py",
                "engine": "benchmarks/bench_engine.py", "glacier": "benchmarks/bench_glacier.py",
-               "rsl": "benchmarks/bench_rsl.py", "icepatch": "benchmarks/bench_icepatch.py"}
+               "rsl": "benchmarks/bench_rsl.py", "icepatch": "benchmarks/bench_icepatch.py",
+               "icefrag-throughput": "benchmarks/bench_icefrag_throughput.py"}
     if which not in scripts:
         session.error(f"unknown benchmark '{which}'; choose one of {', '.join(scripts)}")
     session.run("python", scripts[which], *extra)

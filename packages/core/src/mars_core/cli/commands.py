@@ -209,7 +209,7 @@ def predict(
     probability: str = typer.Option("uint8", "--probability", help="Probability raster: uint8 (p = DN/254, "
                                     "255 nodata, GDAL scale tag set) or float32 (nodata NaN)."),
     optimise: bool = typer.Option(True, "--optimise/--no-optimise", help="Fold batch norms into convolutions "
-                                  "(same outputs to float rounding; checked on the first batch)."),
+                                  "(same outputs to float rounding; checked on the first tile)."),
     precision: str = typer.Option("float32", "--precision", help="float32, or bfloat16 (about 2x faster on "
                                   "CPUs with AVX512-BF16/AMX; probabilities change in the 3rd-4th decimal)."),
 ) -> None:
