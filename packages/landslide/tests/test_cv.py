@@ -183,3 +183,29 @@ def test_real_folds_cover_train_and_val(mmls_root: Path) -> None:
         assert 50 <= len(idx["test"]) <= 70 and len(idx["train"]) >= 180
         held += idx["test"]
     assert sorted(held) == list(range(len(positions)))
+
+
+def test_default_run_on_a_root_trains_on_train_and_val_and_reports_nothing_trained_on(tmp_path: Path) -> None:
+    """``mars-core run landslide --data ROOT``: train + val pooled (data.train_on: auto), so
+    no validation figure is reported; the run still trains and writes its results."""
+    import contextlib
+    import io
+    import json
+
+    from mars_core import plugins
+    from mars_core.cli import main
+
+    root = _grid_root(tmp_path / "mmls")
+    err = io.StringIO()
+    plugins.reset()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["run", "landslide", "--data", str(root), "--set", "trainer.epochs=1",
+                         "--set", "trainer.max_steps_per_epoch=1", "--set", "trainer.batch_size=4",
+                         "--set", "tracking.enabled=false", "--set", "trainer.progress=false",
+                         "--set", f"trainer.checkpoint_dir={tmp_path / 'ck'}", "--json", str(tmp_path / "run.json")])
+    finally:
+        plugins.reset()
+    assert code == 0, err.getvalue()[-2000:]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["metrics"] == {}  # val was trained on; no test partition in this root
