@@ -8,8 +8,9 @@ output a constant. For each case this prints, over the chips, the share of pixel
 probability >= 0.5, the number of predicted components (8-connected, every component),
 and the spread of the probabilities (a constant output has spread 0).
 
-Each pair goes through ``mars_core.raster.predict_scene`` as GeoTIFFs (the same path as
-``mars-core predict``: robust normalisation from each input's own percentiles).
+Each pair (the chips cropped to 224 x 224 px) goes through ``mars_core.raster.predict_scene``
+as uint16 GeoTIFFs, the path of ``mars-core predict`` (robust normalisation from each
+input's own percentiles), as ONE 224-px tile per chip whatever the model's tile size.
 
     python3 benchmarks/bench_icefrag_realchips.py --model models:/mars-icefrag/3 \\
         --model classical=models:/mars-icefrag/4 --chips ../shared/data/hirise-chips --n 12
