@@ -157,23 +157,24 @@ def write_tables(rows: list[dict[str, object]], out: Path, command: str, args: a
 
 
 #: Recipe name -> overrides of the default YAML. Everything not named is the default recipe
-#: (SegFormer MiT-B0, BCE, Adam 1e-3, cosine, batch 16, weight_decay 1e-4, 64-px crops +
-#: flips/rot90 + optical jitter, train-partition mean/std normalisation, MiT drop_path 0.1).
+#: (BCE, Adam 1e-3, 1 warm-up epoch + cosine, batch 16, weight_decay 1e-4, 64-px crops +
+#: flips/rot90 + optical jitter, train-partition mean/std normalisation; MiT drop_path 0.1).
+#: Every recipe names its model: the YAML's model changed (segformer -> unet) after the CV.
 RECIPES: dict[str, list[str]] = {
-    "segformer": [],
-    "segformer-dice": ["loss.name=dice"],
-    "segformer-bce_dice": ["loss.name=bce_dice"],
-    "segformer-lovasz": ["loss.name=lovasz"],
-    "segformer-wd0": ["trainer.weight_decay=0"],
-    "segformer-wd1e-2": ["trainer.weight_decay=0.01"],
-    "segformer-dropout0.2": ["model.dropout=0.2"],
-    "segformer-droppath0": ["model.drop_path=0.0"],
-    "segformer-droppath0.3": ["model.drop_path=0.3"],
-    "segformer-norm_none": ["data.normalise=none"],
-    "segformer-norm_robust": ["data.normalise=robust"],
-    "segformer-nocrop": ["data.train_crop=null"],
-    "segformer-seed1": ["trainer.seed=1"],
-    "segformer-seed2": ["trainer.seed=2"],
+    "segformer": ["model.name=segformer"],
+    "segformer-dice": ["model.name=segformer", "loss.name=dice"],
+    "segformer-bce_dice": ["model.name=segformer", "loss.name=bce_dice"],
+    "segformer-lovasz": ["model.name=segformer", "loss.name=lovasz"],
+    "segformer-wd0": ["model.name=segformer", "trainer.weight_decay=0"],
+    "segformer-wd1e-2": ["model.name=segformer", "trainer.weight_decay=0.01"],
+    "segformer-dropout0.2": ["model.name=segformer", "model.dropout=0.2"],
+    "segformer-droppath0": ["model.name=segformer", "model.drop_path=0.0"],
+    "segformer-droppath0.3": ["model.name=segformer", "model.drop_path=0.3"],
+    "segformer-norm_none": ["model.name=segformer", "data.normalise=none"],
+    "segformer-norm_robust": ["model.name=segformer", "data.normalise=robust"],
+    "segformer-nocrop": ["model.name=segformer", "data.train_crop=null"],
+    "segformer-seed1": ["model.name=segformer", "trainer.seed=1"],
+    "segformer-seed2": ["model.name=segformer", "trainer.seed=2"],
     "ensemble-segformer2": ["model.name=ensemble", "model.members=[segformer,segformer]"],
     "unet": ["model.name=unet"],
     "deeplabv3plus": ["model.name=deeplabv3plus"],
