@@ -4,7 +4,9 @@ There is no labelled real pair here, but there is real imagery: the polar chips 
 ``../shared/data/hirise-chips`` (8-bit browse crops). A chip paired with itself, with a
 copy shifted by one pixel and brightened, or with the dataset's own brightness-changed
 copy (``-brt``), shows NO change. A sound model marks (almost) nothing there and does not
-output a constant. For each case this prints, over the chips, the share of pixels with
+output a constant. One POSITIVE case pastes three SYNTHETIC fragments (bright slab,
+shadow below) into T2 of each real chip; the share of their slab pixels flagged is
+reported. For each case this prints, over the chips, the share of pixels with
 probability >= 0.5, the number of predicted components (8-connected, every component),
 and the spread of the probabilities (a constant output has spread 0).
 
@@ -52,12 +54,33 @@ def read_chip(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"))[:CROP, :CROP].astype(np.float64)
 
 
+PASTE_AT = ((60, 60), (120, 150), (170, 80))  # centres of the pasted SYNTHETIC fragments
+
+
+def pasted(t1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """T2 = T1 with three SYNTHETIC fragments pasted in (bright 9 x 7 px slab, shadow 6 px
+    below it at half brightness), and the slab mask: the one POSITIVE case."""
+    yy, xx = np.mgrid[0 : t1.shape[0], 0 : t1.shape[1]]
+    t2, slab = t1.copy(), np.zeros(t1.shape, dtype=bool)
+    bright = min(255.0, float(np.percentile(t1, 98)) * 1.3)
+    for cy, cx in PASTE_AT:
+        s = ((yy - cy) / 3.5) ** 2 + ((xx - cx) / 4.5) ** 2 <= 1
+        shadow = np.zeros_like(s)
+        for k in range(1, 7):
+            shadow |= np.roll(s, k, axis=0)
+        t2[shadow & ~s] *= 0.5
+        t2[s] = bright
+        slab |= s
+    return t2, slab
+
+
 def cases(chip: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     from scipy import ndimage
 
     t1 = read_chip(chip)
     shifted = ndimage.shift(t1, (1.0, -1.0), order=1, mode="nearest") * 1.2 + 10
-    out = {"same chip": (t1, t1.copy()), "shift 1 px, x1.2 + 10 DN": (t1, shifted)}
+    out = {"same chip": (t1, t1.copy()), "shift 1 px, x1.2 + 10 DN": (t1, shifted),
+           "POSITIVE: 3 SYNTHETIC fragments pasted into T2": (t1, pasted(t1)[0])}
     brt = chip.with_name(chip.name.replace(".jpg", "-brt.jpg"))
     if brt.is_file():
         out["dataset's -brt copy"] = (t1, read_chip(brt))
@@ -111,8 +134,12 @@ def main() -> None:
                     with rasterio.open(out.with_suffix(".prob.tif")) as d:
                         p = d.read(1)
                     n_comp = components(p >= 0.5, 1)[1]
-                    per_case.setdefault(case, []).append({"flagged": float((p >= 0.5).mean()), "components": n_comp,
-                                                          "p_sd": float(p.std()), "p_max": float(p.max())})
+                    row = {"flagged": float((p >= 0.5).mean()), "components": n_comp, "p_sd": float(p.std()),
+                           "p_max": float(p.max())}
+                    if case.startswith("POSITIVE"):
+                        slab = pasted(a)[1]
+                        row["slab_recall"] = float((p[slab] >= 0.5).mean())
+                    per_case.setdefault(case, []).append(row)
             for case, rows in per_case.items():
                 res = {"model": label, "case": case, "chips": len(rows),
                        "flagged_mean": float(np.mean([r["flagged"] for r in rows])),
@@ -120,14 +147,17 @@ def main() -> None:
                        "components_mean": float(np.mean([r["components"] for r in rows])),
                        "p_sd_min": float(np.min([r["p_sd"] for r in rows])),
                        "p_max_median": float(np.median([r["p_max"] for r in rows]))}
+                if "slab_recall" in rows[0]:
+                    res["slab_recall_mean"] = float(np.mean([r["slab_recall"] for r in rows]))
                 results.append(res)
                 print(json.dumps(res), flush=True)
-    print("| model | case (REAL chips, no change) | chips | flagged share mean / max | components per chip |"
-          " min prob. sd | median max prob. |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| model | case (REAL chips) | chips | flagged share mean / max | components per chip |"
+          " min prob. sd | median max prob. | pasted-slab recall |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
+        recall = f"{r['slab_recall_mean']:.3f}" if "slab_recall_mean" in r else "-"
         print(f"| {r['model']} | {r['case']} | {r['chips']} | {r['flagged_mean']:.4f} / {r['flagged_max']:.4f} | "
-              f"{r['components_mean']:.1f} | {r['p_sd_min']:.4f} | {r['p_max_median']:.3f} |")
+              f"{r['components_mean']:.1f} | {r['p_sd_min']:.4f} | {r['p_max_median']:.3f} | {recall} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
