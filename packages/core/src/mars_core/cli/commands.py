@@ -212,6 +212,9 @@ def predict(
                                   "(same outputs to float rounding; checked on the first tile)."),
     precision: str = typer.Option("float32", "--precision", help="float32, or bfloat16 (about 2x faster on "
                                   "CPUs with AVX512-BF16/AMX; probabilities change in the 3rd-4th decimal)."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for the model (default: "
+                                       "torch's, one per core). On cores shared with other jobs 1 can be "
+                                       "twice as fast as 2 (the core's BENCHMARK.md)."),
 ) -> None:
     """Stream whole scenes through a model into GeoTIFF + GeoJSON (maps), or per-chunk classes
     into GeoJSON + CSV + a scene summary (classification)."""
@@ -226,6 +229,10 @@ def predict(
     loaded = _load_model(model, task)
     if times and spec.kind.value != "change_detection":
         raise MarsError("--time applies to change detection only")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     if spec.kind.value == "classification":
         if precision != "float32" or not optimise:
             raise MarsError("--precision and --no-optimise apply to segmentation and change detection only")

@@ -15,7 +15,8 @@ parent's ``forward``, as icefrag's Siamese encoder does); a module that cannot b
 instead. In a traced graph a convolution/batch-norm pair is folded only if every call of
 that convolution feeds only that batch norm and every call of that batch norm reads only
 that convolution (a shared module called at several places is folded only if all its calls
-fit). The rewrite works on a deep copy; the caller's model is never changed. The caller
+fit). The rewrite works on a copy of the module tree that shares the original's tensors
+(never written to): the caller's model is never changed. The caller
 compares the rewrite's output with the original's on a real batch before using it
 (:func:`mars_core.raster.predict.predict_scene`).
 """
@@ -26,8 +27,9 @@ import copy
 from collections import Counter
 from collections.abc import Callable
 
+import torch
 from torch import fx, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -82,9 +84,7 @@ def _fold_graph(gm: fx.GraphModule) -> int:
         if calls[conv_name] != len(bn_nodes) or calls[bn_name] != len(bn_nodes) or \
                 convs[conv_name] != 1 or norms[bn_name] != 1:
             continue
-        conv = modules[conv_name]
-        fused = fuse_conv_bn_eval(conv, modules[bn_name], transpose=isinstance(conv, _TRANSPOSED))
-        _set_submodule(gm, conv_name, fused)
+        _set_submodule(gm, conv_name, _folded_conv(modules[conv_name], modules[bn_name]))
         for node in bn_nodes:
             node.replace_all_uses_with(node.args[0])
             gm.graph.erase_node(node)
@@ -94,6 +94,18 @@ def _fold_graph(gm: fx.GraphModule) -> int:
         gm.delete_all_unused_submodules()
         gm.recompile()
     return folded
+
+
+def _folded_conv(conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """A new convolution module computing ``bn(conv(x))``. Shallow: only weight and bias are new
+    (a deep copy of every convolution would copy all the weights once more for nothing)."""
+    weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                        bn.weight, bn.bias, transpose=isinstance(conv, _TRANSPOSED))
+    if conv.weight.dim() == 4 and conv.weight.is_contiguous(memory_format=torch.channels_last):
+        weight = nn.Parameter(weight.detach().contiguous(memory_format=torch.channels_last), weight.requires_grad)
+    fused = copy.copy(conv)
+    fused._parameters = {**conv._parameters, "weight": weight, "bias": bias}
+    return fused
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -112,7 +124,9 @@ def fold_batchnorm(model: nn.Module, called: set[str]) -> tuple[nn.Module, int]:
     ``called``: the names :func:`called_modules` returned for a real batch. Returns the
     copy and the number of folded pairs (0: the copy is unchanged; use the original).
     """
-    folded_model = copy.deepcopy(model).eval()
+    # Module structure copied, tensors shared (read-only here): only folded weights are new.
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    folded_model = copy.deepcopy(model, memo=shared).eval()
     total = 0
 
     def visit(module: nn.Module, name: str) -> nn.Module:

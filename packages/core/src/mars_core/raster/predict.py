@@ -422,8 +422,6 @@ def _run(
             copy, folded = fold_batchnorm(model, called)
             if not folded:
                 return model
-            if nhwc:
-                copy.to(memory_format=torch.channels_last)
             # one tile is enough to catch a wrong fold, and costs 1/n of a batch (a model that
             # mixes the tiles of a batch differs here too, and keeps the original: safe)
             got, want = forward(copy, 1), reference[:1]
