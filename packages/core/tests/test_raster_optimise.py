@@ -179,3 +179,26 @@ def test_tiles_without_valid_pixels_never_reach_the_model(tmp_path):
     assert np.isnan(prob[64:192, 0:128]).all() and (mask[64:192, 0:128] == 255).all()
     assert np.isnan(prob[0:64, 0:63]).all() and np.isfinite(prob[0:64, 63]).all()
     assert np.isfinite(prob[raw != 0]).all() and (mask[raw != 0] != 255).all()
+
+
+def test_cli_predict_takes_precision_threads_and_no_optimise(toy, in_tmp):
+    from test_cli import FAST, _write_scene
+
+    from mars_core.cli import main
+
+    assert main(["run", "toy", *FAST, "--set", "tracking.enabled=true"]) == 0
+    scene = _write_scene(in_tmp / "scene.tif", bands=2)
+    base = ["predict", "toy", "--model", "models:/mars-toy@champion", "--input", str(scene), "--tile", "16"]
+    assert main([*base, "--output", str(in_tmp / "bad.tif"), "--precision", "float16"]) == 2
+    assert not any(p.name.startswith("bad") or ".partial" in p.name for p in in_tmp.iterdir())
+    threads = torch.get_num_threads()
+    try:
+        assert main([*base, "--output", str(in_tmp / "a.tif"), "--threads", "1", "--no-optimise",
+                     "--probability", "float32"]) == 0
+        assert torch.get_num_threads() == 1
+        assert main([*base, "--output", str(in_tmp / "b.tif"), "--precision", "bfloat16",
+                     "--probability", "float32"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    diff = np.abs(read(in_tmp / "a.prob.tif")[0] - read(in_tmp / "b.prob.tif")[0])
+    assert np.nanmax(diff) < 0.02
