@@ -79,6 +79,25 @@ def test_folds_partition_blocks_and_hold_out_each_with_a_gap():
         spatial_folds(192, 192, 16, k=17, block_tiles=3)
 
 
+def test_weighted_folds_deal_only_occupied_blocks_and_balance_their_content():
+    # A sparse 12 x 12 grid of 1-px cells, blocks of 3 x 3: content in 6 of the 16 blocks.
+    weights = np.zeros((12, 12))
+    for (r, c), n in {(0, 0): 9, (0, 4): 5, (4, 0): 4, (4, 9): 3, (9, 9): 2, (9, 3): 1}.items():
+        weights[r, c] = n
+    folds = spatial_folds(12, 12, 1, k=3, block_tiles=3, seed=0, weights=weights)
+    occupied = {(r // 3, c // 3) for r, c in zip(*np.nonzero(weights), strict=True)}
+    for br in range(4):
+        for bc in range(4):
+            assert (folds[br, bc] == 3) == ((br, bc) not in occupied), "empty blocks get k, never a fold"
+    per_fold = np.bincount(folds[folds < 3].ravel(), minlength=3)
+    load = [weights.reshape(4, 3, 4, 3).sum(axis=(1, 3))[folds == f].sum() for f in range(3)]
+    assert per_fold.min() >= 1 and sorted(load) == [7, 8, 9], "heaviest first, each to the lightest fold"
+    with pytest.raises(MarsError, match="blocks with weight"):
+        spatial_folds(12, 12, 1, k=7, block_tiles=3, weights=weights)
+    with pytest.raises(MarsError, match="weights have shape"):
+        spatial_folds(12, 12, 1, k=3, block_tiles=3, weights=weights[:6])
+
+
 def test_scene_split_keeps_groups_together_and_refuses_unknown_names():
     keys = [f"site{s}_{d}" for s in range(6) for d in range(3)]
     parts = scene_split(keys, (0.6, 0.2, 0.2), seed=4, group_regex=r"(site\d)_")

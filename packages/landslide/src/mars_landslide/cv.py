@@ -8,12 +8,12 @@ is held out as ``test`` while the other folds train, minus a ``gap``: a training
 ``gap`` cells (8-neighbourhood, Chebyshev distance) of a held-out patch is used by neither
 side, so no training patch touches the terrain it is judged on.
 
-The blocks and the gap are mars-core's (:func:`mars_core.geodata.fold_split` on a grid whose
-"pixels" are patches, tile 1). Only the dealing of blocks to folds is done here: the core's
-:func:`~mars_core.geodata.spatial_folds` deals every block of the bounding box round-robin,
-empty ones included, and on the sparse MMLS grid (306 patches in a 30 x 70 box) that leaves
-folds of very different size. We deal only the occupied blocks, largest first, each to the
-fold with the fewest patches so far (ties broken by a ``seed``-shuffled order).
+The blocks, their dealing to folds and the gap are mars-core's
+(:func:`mars_core.geodata.spatial_folds` and :func:`~mars_core.geodata.fold_split` on a grid
+whose "pixels" are patches, tile 1). The folds are balanced by patch count (``weights``): on
+the sparse MMLS grid (306 patches in a 30 x 70 box) round-robin over every block of the
+bounding box would leave folds of very different size, so only occupied blocks are dealt,
+largest first, each to the fold with the fewest patches so far (ties in ``seed`` order).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from mars_core.errors import MarsError
-from mars_core.geodata.splits import GAP, SPLITS, BlockLayout, fold_split
+from mars_core.geodata.splits import GAP, SPLITS, BlockLayout, fold_split, spatial_folds
 
 _KEYS = ("folds", "fold", "gap", "block", "seed")
 
@@ -93,20 +93,13 @@ def block_folds(positions: Sequence[tuple[int, int] | None], folds: int, block: 
     (an id never held out, so an empty block never pushes a gap into the training patches)."""
     pos = _grid(positions)
     layout = _layout(pos, block)
-    block_of = layout.block_of_cells()[pos[:, 0], pos[:, 1]]
-    occupied, counts = np.unique(block_of, return_counts=True)
-    if folds > len(occupied):
-        raise MarsError(f"data.cv.folds={folds} but the patches fill only {len(occupied)} block(s) of "
+    occupancy = np.zeros(layout.cells, dtype=np.int64)
+    occupancy[pos[:, 0], pos[:, 1]] = 1
+    filled = len(np.unique(layout.block_of_cells()[pos[:, 0], pos[:, 1]]))
+    if folds > filled:
+        raise MarsError(f"data.cv.folds={folds} but the patches fill only {filled} block(s) of "
                         f"{block}x{block} patches; use fewer folds or a smaller data.cv.block")
-    order = np.random.default_rng(seed).permutation(len(occupied))
-    order = order[np.argsort(-counts[order], kind="stable")]  # largest first, seeded ties
-    out = np.full(layout.blocks[0] * layout.blocks[1], folds, dtype=np.int64)
-    size = np.zeros(folds, dtype=np.int64)
-    for j in order:
-        f = int(np.argmin(size))
-        out[occupied[j]] = f
-        size[f] += counts[j]
-    return out.reshape(layout.blocks)
+    return spatial_folds(layout.height, layout.width, 1, folds, block_tiles=block, seed=seed, weights=occupancy)
 
 
 def patch_roles(positions: Sequence[tuple[int, int] | None], spec: CVSpec) -> np.ndarray:

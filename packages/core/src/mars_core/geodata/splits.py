@@ -208,15 +208,41 @@ def block_split(height: int, width: int, tile: int, fractions: Sequence[float] =
     return BlockSplit(layout, cells)
 
 
-def spatial_folds(height: int, width: int, tile: int, k: int, block_tiles: int = 4, seed: int = 0) -> np.ndarray:
+def spatial_folds(height: int, width: int, tile: int, k: int, block_tiles: int = 4, seed: int = 0,
+                  weights: np.ndarray | None = None) -> np.ndarray:
     """Fold index (0..k-1) of every block, [block rows, block cols]: blocks shuffled by
-    ``seed`` and dealt round-robin, so folds differ in size by at most one block."""
+    ``seed`` and dealt round-robin, so folds differ in size by at most one block.
+
+    ``weights`` ([cell rows, cell cols], e.g. samples or valid pixels per cell) balances the
+    folds by content instead: on a sparse grid (patches scattered over a large bounding box)
+    round-robin over every block leaves folds of very different size. Only blocks with
+    weight are dealt, heaviest first (ties in ``seed`` order), each to the fold lightest so
+    far; an empty block gets ``k``, an id never held out, so it never puts a gap into the
+    training cells.
+    """
     layout = BlockLayout(height, width, tile, block_tiles)
     n = layout.blocks[0] * layout.blocks[1]
-    if not 2 <= k <= n:
-        raise MarsError(f"k must be between 2 and the number of blocks ({n}), got {k}")
-    folds = np.empty(n, dtype=np.int64)
-    folds[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+    if weights is None:
+        if not 2 <= k <= n:
+            raise MarsError(f"k must be between 2 and the number of blocks ({n}), got {k}")
+        folds = np.empty(n, dtype=np.int64)
+        folds[np.random.default_rng(seed).permutation(n)] = np.arange(n) % k
+        return folds.reshape(layout.blocks)
+    w = np.asarray(weights)
+    if w.shape != layout.cells:
+        raise MarsError(f"weights have shape {w.shape} but the layout has {layout.cells} cells")
+    per_block = np.bincount(layout.block_of_cells().ravel(), weights=w.ravel().astype(np.float64), minlength=n)
+    occupied = np.nonzero(per_block > 0)[0]
+    if not 2 <= k <= len(occupied):
+        raise MarsError(f"k must be between 2 and the number of blocks with weight ({len(occupied)}), got {k}")
+    order = np.random.default_rng(seed).permutation(len(occupied))
+    order = order[np.argsort(-per_block[occupied][order], kind="stable")]  # heaviest first, seeded ties
+    folds = np.full(n, k, dtype=np.int64)
+    load = np.zeros(k)
+    for j in order:
+        f = int(np.argmin(load))
+        folds[occupied[j]] = f
+        load[f] += per_block[occupied[j]]
     return folds.reshape(layout.blocks)
 
 
