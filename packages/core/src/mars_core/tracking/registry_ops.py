@@ -140,9 +140,8 @@ def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, moni
             name, source=model_info.model_uri, run_id=run_id, tags=tags,
             model_id=getattr(model_info, "model_id", None),
         )
-        if degenerate:
-            with store_lock(store.uri):
-                champion = current_champion(store, name)
+        if degenerate:  # nothing moves, so no compare-and-set (and no lock) is needed
+            champion = current_champion(store, name)
             moved, reason = False, f"degenerate model, not a champion ({degenerate})"
         else:
             moved, reason, champion = claim_champion(store, name, str(version.version), monitor, mode, value)
