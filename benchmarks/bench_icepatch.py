@@ -1,7 +1,8 @@
 """Icepatch benchmark: k-fold cross-validation grouped by observation on a chip folder.
 
 Per fold (test = fold k, validation = fold k+1, train = the rest; observations never span
-two folds), reported on the TEST fold only:
+two folds; with ``--pool-val`` the validation fold joins training and nothing is tuned on
+it), reported on the TEST fold only:
 
 * the learned model (``mars-core run icepatch`` configuration, trained by the core engine,
   best epoch chosen on the validation fold), with its decision threshold chosen on the
@@ -17,7 +18,7 @@ two folds), reported on the TEST fold only:
   injected pixels the detector found; false detections on the clean chips.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/bench_icepatch.py --data /work/shared/data/hirise-chips \
-           --folds 5 --epochs 12 --out packages/icepatch/BENCHMARK.json
+           --folds 5 --epochs 20 --pool-val --out packages/icepatch/BENCHMARK.json
        (or the folds split over two processes with ``--only 0 2 4`` / ``--only 1 3`` and
        ``--merge A.json B.json --out packages/icepatch/BENCHMARK.json``)
 """
@@ -72,11 +73,15 @@ def brightness_rule(train_chips: list, test_chips: list) -> dict[str, float]:
     return {**scores(yt, (mt >= best).astype(int), mt), "threshold": float(best)}
 
 
-def feature_gbm(train_chips: list, val_chips: list, test_chips: list, mode: str) -> dict[str, float]:
-    """Image-statistics GBM: fit on the training folds, threshold on the validation fold."""
+def feature_gbm(train_chips: list, val_chips: list | None, test_chips: list, mode: str) -> dict[str, float]:
+    """Image-statistics GBM: fit on the training folds, threshold on the validation fold
+    (``val_chips`` None: the validation fold is in ``train_chips`` and the cut is 0.5; the
+    GBM weighs the classes equally, so 0.5 is its balanced cut)."""
     gbm = fit_gbm(feature_matrix(train_chips, mode), np.array([c.ice for c in train_chips]))
-    pv = gbm.predict_proba(feature_matrix(val_chips, mode))[:, 1]
-    t = choose_threshold(pv, np.array([c.ice for c in val_chips]))
+    t = 0.5
+    if val_chips is not None:
+        pv = gbm.predict_proba(feature_matrix(val_chips, mode))[:, 1]
+        t = choose_threshold(pv, np.array([c.ice for c in val_chips]))
     pt = gbm.predict_proba(feature_matrix(test_chips, mode))[:, 1]
     return {**scores(np.array([c.ice for c in test_chips]), (pt >= t).astype(int), pt), "threshold": t}
 
@@ -85,7 +90,8 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     t0, t_cpu = time.perf_counter(), time.process_time()
     sets = [f"data.root={args.data}", f"data.folds={args.folds}", f"data.fold={k}", f"data.seed={args.seed}",
             f"trainer.epochs={args.epochs}", "trainer.progress=false", "tracking.enabled=false",
-            f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}", *args.set]
+            f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}",
+            *(["data.fold_val=false"] if args.pool_val else []), *args.set]
     cfg = load_task_config(TASK_YAML, overrides=sets)
     src = HiriseChips(args.data, folds=args.folds, fold=k, seed=args.seed,
                       input_size=int(cfg.data.model_dump().get("input_size", 96)))
@@ -99,9 +105,10 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     y = np.array([c.ice for c in test])
     hot = HotPixelParams()
     set_decision_threshold(model, 0.5)  # p on the model's own scale for choosing the cut
-    p_val, _ = chip_probabilities(model, val, size, hot, mode=mode)
     p_untuned, _ = chip_probabilities(model, test, size, hot, mode=mode)
-    threshold = choose_threshold(p_val, np.array([c.ice for c in val])) if args.threshold else 0.5
+    p_val = None if args.pool_val else chip_probabilities(model, val, size, hot, mode=mode)[0]
+    threshold = choose_threshold(p_val, np.array([c.ice for c in val])) if args.threshold and p_val is not None \
+        else 0.5
     set_decision_threshold(model, threshold)  # stored in the model: p' >= 0.5 <=> p >= threshold
     p_clean, n_clean = chip_probabilities(model, test, size, hot, mode=mode)
     rng_seed = 1000 + k
@@ -113,7 +120,12 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     p_raw, _ = chip_probabilities(model, test, size, None, transform=injector, mode=mode)
     p_norep, _ = chip_probabilities(model, test, size, None, mode=mode)
     tta = {}
-    if hasattr(model, "tta") and not model.tta:  # the same weights, logits averaged over 8 D4 views
+    if getattr(model, "tta", False):  # the same weights without test-time augmentation
+        model.tta = False
+        p_single, _ = chip_probabilities(model, test, size, hot, mode=mode)
+        tta = {"model_no_tta": scores(y, (p_single >= 0.5).astype(int), p_single)}
+        model.tta = True
+    elif hasattr(model, "tta") and p_val is not None:  # the same weights, logits averaged over 8 D4 views
         model.tta = True
         set_decision_threshold(model, 0.5)
         pv_tta, _ = chip_probabilities(model, val, size, hot, mode=mode)
@@ -134,7 +146,8 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
         "threshold": decision_threshold(model), "cpu_train_s": cpu_train,
         "model": scores(y, (p_clean >= 0.5).astype(int), p_clean),
         "model_at_0.5": scores(y, (p_untuned >= 0.5).astype(int), p_untuned),
-        "val": scores(np.array([c.ice for c in val]), (p_val >= threshold).astype(int), p_val), **tta,
+        **({"val": scores(np.array([c.ice for c in val]), (p_val >= threshold).astype(int), p_val)}
+           if p_val is not None else {}), **tta,
         "model_without_repair_clean": scores(y, (p_norep >= 0.5).astype(int), p_norep),
         "hot_injected_repair_on": scores(y, (p_rep >= 0.5).astype(int), p_rep),
         "hot_injected_repair_off": scores(y, (p_raw >= 0.5).astype(int), p_raw),
@@ -144,14 +157,15 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
         "false_hot_on_clean_chips": int(n_clean.sum()),
         "majority": scores(y, np.full_like(y, ymaj)),
         "brightness": brightness_rule(trainval, test),
-        **({"feature_gbm": feature_gbm(trn, val, test, mode)} if args.features else {}),
+        **({"feature_gbm": feature_gbm(trainval, None, test, mode) if args.pool_val else
+            feature_gbm(trn, val, test, mode)} if args.features else {}),
         "latitude_rule": scores(y, lat, lat.astype(float)),
         "seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - t_cpu,
     }
 
 
-ROWS = ("model", "model_at_0.5", "model_tta", "val", "val_tta", "hot_injected_repair_on", "hot_injected_repair_off",
-        "majority", "brightness", "feature_gbm", "latitude_rule")
+ROWS = ("model", "model_no_tta", "model_at_0.5", "model_tta", "val", "val_tta", "hot_injected_repair_on",
+        "hot_injected_repair_off", "majority", "brightness", "feature_gbm", "latitude_rule")
 
 
 def summarise(results: list[dict]) -> None:
@@ -180,6 +194,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="per-fold JSON (with --merge: the merged file)")
     ap.add_argument("--no-threshold", dest="threshold", action="store_false",
                     help="keep the 0.5 cut instead of choosing one on the validation fold")
+    ap.add_argument("--pool-val", action="store_true",
+                    help="train the model on the training AND validation folds (data.fold_val=false), decide at 0.5; "
+                         "the GBM baseline likewise")
     ap.add_argument("--no-features", dest="features", action="store_false",
                     help="skip the image-statistics GBM baseline")
     ap.add_argument("--merge", type=Path, nargs="+",

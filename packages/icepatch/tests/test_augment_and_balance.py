@@ -69,3 +69,21 @@ def test_cache_serves_a_chip_after_its_file_is_gone(tmp_path):
     with pytest.raises(MarsError):
         uncached[0]
     shutil.rmtree(data)
+
+
+def test_zoom_magnifies_a_window_that_stays_inside_the_chip():
+    torch.manual_seed(2)
+    # a horizontal ramp: a window of side f has a ramp of slope f per pixel, and its values
+    # stay within the chip's range (no padding)
+    s = 32
+    ramp = torch.linspace(0, 1, s).repeat(s, 1)[None, None].repeat(16, 1, 1, 1)
+    out = ChipAugmentation(["zoom"], zoom_max=0.5)({"image": ramp})["image"]
+    assert out.shape == ramp.shape
+    spans = out[:, 0, s // 2, -1] - out[:, 0, s // 2, 0]
+    assert (spans > 0.45).all() and (spans < 1.0).all()  # side fraction in (0.5, 1]: a real zoom
+    assert spans.std() > 0.02  # a different window per chip
+    assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    same = ChipAugmentation(["zoom"], zoom_max=0.0)({"image": ramp})["image"]
+    assert torch.equal(same, ramp)
+    with pytest.raises(MarsError, match="zoom_max"):
+        augmentation_from_config({"kinds": ["zoom"], "zoom_max": 1.0})

@@ -44,6 +44,14 @@ def test_folds_partition_the_observations():
         bad.dataset("train")
 
 
+def test_fold_val_false_pools_the_validation_fold_into_training():
+    with_val = HiriseChips(None, folds=3, fold=1)
+    pooled = HiriseChips(None, folds=3, fold=1, fold_val=False)
+    assert pooled.splits() == ["train", "test", "all"]
+    assert _obs(pooled.split_chips("test")) == _obs(with_val.split_chips("test"))
+    assert _obs(pooled.split_chips("train")) == _obs(with_val.split_chips("train")) | _obs(with_val.split_chips("val"))
+
+
 @pytest.mark.parametrize("fault,match", [
     ("missing-file", "is not in"), ("unknown-label", "unknown label"), ("colour", "not a grayscale"),
     ("no-column", "missing column"), ("landmark-leak", "appears in observations"),

@@ -50,6 +50,21 @@ def test_run_evaluate_and_verdicts(store, capsys):
     assert err.startswith("error:") and len(err.splitlines()) == 1 and not (store / "w").exists()
 
 
+def test_the_deploy_recipe_trains_on_every_observation(store, capsys):
+    """``data.split=[1,0,0]`` (README): no validation or test split, the model still lands
+    in the registry (nothing held out to compare against, so it is registered as is)."""
+    data = copy_sample(store / "chips", n=12)
+    assert main(["run", "icepatch", "--data", str(data), "--set", "data.split=[1,0,0]",
+                 "--set", "trainer.epochs=1", "--set", "trainer.max_steps_per_epoch=1",
+                 "--set", "trainer.batch_size=4", "--set", "trainer.progress=false",
+                 "--set", "data.input_size=48", "--json", str(store / "run.json")]) == 0
+    run = json.loads((store / "run.json").read_text())
+    assert not any(split in run["metrics"] for split in ("val", "test")), run["metrics"]
+    import mlflow
+
+    assert mlflow.MlflowClient().get_model_version("mars-icepatch", "1").run_id == run["run_id"]
+
+
 def test_models_give_two_logits_and_depth_is_configurable():
     x = torch.zeros(2, 1, 64, 64)
     small, deep = xception_small(widths=[16, 32]), xception_small(widths=[16, 32, 64, 128])

@@ -9,6 +9,12 @@ and brightness for every chip in every epoch lets more epochs help instead of me
 * ``brightness``: per chip, x * exp(N(0, gain_sd)) + N(0, offset_sd), then clipped to
   [0, 1.5]. Browse chips keep their brightness relative to their scene (``chip_stretch``),
   which differs between observations; jitter keeps the model from leaning on the exact level.
+* ``zoom``: per chip, a random square window of side (1 - zoom_max * U(0, 1)) of the chip,
+  anywhere inside it, resampled back to the full size (so up to 1 / (1 - zoom_max) x
+  magnification). Observations differ in scale (binning, landform size): the landforms of a
+  held-out swiss-cheese observation were larger than those of the others; in scratch 5-fold
+  probes by observation (an auxiliary landmark head in both) the balanced accuracy rose from
+  0.767 to 0.815 with ``zoom_max`` 0.5 (BENCHMARK.md).
 
 Nothing here sees latitude or any metadata: only the image tensor is changed.
 """
@@ -19,20 +25,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from mars_core.errors import MarsError
 
-KINDS = ("d4", "brightness")
+KINDS = ("d4", "brightness", "zoom")
 
 
 class ChipAugmentation:
     """Callable on an engine batch (``image`` [B, 1, S, S], ``label``); returns a new batch."""
 
-    def __init__(self, kinds: Sequence[str], gain_sd: float = 0.15, offset_sd: float = 0.05) -> None:
+    def __init__(self, kinds: Sequence[str], gain_sd: float = 0.15, offset_sd: float = 0.05,
+                 zoom_max: float = 0.5) -> None:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise MarsError(f"data.augment: unknown kind(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
+        if not 0.0 <= float(zoom_max) < 1.0:
+            raise MarsError(f"data.augment.zoom_max must be in [0, 1), got {zoom_max}")
         self.kinds, self.gain_sd, self.offset_sd = tuple(kinds), float(gain_sd), float(offset_sd)
+        self.zoom_max = float(zoom_max)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         x = batch["image"]
@@ -41,6 +52,8 @@ class ChipAugmentation:
             flip = (torch.rand(x.shape[0]) < 0.5).tolist()
             x = torch.stack([torch.rot90(xi, ki, (1, 2)).flip(2) if fi else torch.rot90(xi, ki, (1, 2))
                              for xi, ki, fi in zip(x, k, flip, strict=True)])
+        if "zoom" in self.kinds and self.zoom_max > 0:
+            x = zoom(x, self.zoom_max)
         if "brightness" in self.kinds:
             shape = (x.shape[0],) + (1,) * (x.ndim - 1)
             gain = torch.exp(torch.randn(shape, device=x.device) * self.gain_sd)
@@ -49,9 +62,23 @@ class ChipAugmentation:
         return {**batch, "image": x.contiguous()}
 
 
+def zoom(x: torch.Tensor, zoom_max: float) -> torch.Tensor:
+    """Each chip of ``x`` [B, C, S, S] replaced by a random window of it (side fraction in
+    (1 - zoom_max, 1]) resampled bilinearly to S x S, in one batched ``grid_sample``."""
+    b = x.shape[0]
+    side = 1.0 - zoom_max * torch.rand(b, device=x.device)
+    # window centre in normalised coordinates: the window stays inside the chip
+    cx = (torch.rand(b, device=x.device) * 2 - 1) * (1 - side)
+    cy = (torch.rand(b, device=x.device) * 2 - 1) * (1 - side)
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = side, side, cx, cy
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def augmentation_from_config(value: Any) -> ChipAugmentation | None:
     """``data.augment``: None/false/[] = none; a list of kinds; or a dict ``{kinds: [...],
-    gain_sd: ..., offset_sd: ...}``."""
+    gain_sd: ..., offset_sd: ..., zoom_max: ...}``."""
     if value in (None, False, [], ()):
         return None
     if isinstance(value, str):

@@ -10,6 +10,9 @@ Layout: ``labels.csv`` (``file, observation, latitude, landmark_class, ice``) an
   majority label) so that every split holds both classes when there are enough.
 * ``folds``/``fold``: k-fold cross-validation grouped the same way (fold ``fold`` is the
   test split, the next one the validation split, the rest train), for the benchmark.
+  ``fold_val: false`` pools the next fold into training instead (no validation split): the
+  recipe keeps its last epoch and decides at p = 0.5, so a validation fold only costs
+  training data (BENCHMARK.md).
 * ``--split all`` evaluates every chip of the folder (the withheld observations come in
   this layout).
 * Each chip is read raw, its hot pixels repaired (:mod:`mars_icepatch.hotpixels`), stretched
@@ -243,7 +246,9 @@ class HiriseChips:
     def __init__(self, root: str | None = None, split: list[float] | dict[str, list[str]] | None = None,
                  folds: int | None = None, fold: int = 0, seed: int = 0, input_size: int = 227,
                  hot_pixels: dict[str, Any] | bool | None = True, chip_stretch: str = "browse",
-                 balance: str = "none", augment: Any = None, cache: bool = True) -> None:
+                 balance: str = "none", augment: Any = None, cache: bool = True,
+                 fold_val: bool = True) -> None:
+        self.fold_val = bool(fold_val)
         if chip_stretch not in STRETCHES:
             raise MarsError(f"data.chip_stretch must be one of {', '.join(STRETCHES)}, got {chip_stretch!r}")
         if balance not in BALANCES:
@@ -282,8 +287,8 @@ class HiriseChips:
                 raise MarsError(f"data.folds must be in [3, {len(obs)}] and data.fold in [0, folds), "
                                 f"got {folds}, {fold}")
             fid = observation_folds(self.chips, folds, seed)
-            where = {o: "test" if f == fold else "val" if f == (fold + 1) % folds else "train"
-                     for o, f in fid.items()}
+            val = (fold + 1) % folds if self.fold_val else None
+            where = {o: "test" if f == fold else "val" if f == val else "train" for o, f in fid.items()}
         else:
             fr = [float(v) for v in split]
             if len(fr) != 3 or any(v < 0 for v in fr) or sum(fr) <= 0:
