@@ -5,9 +5,9 @@ two folds; with ``--pool-val`` the validation fold joins training and nothing is
 it), reported on the TEST fold only:
 
 * the learned model (``mars-core run icepatch`` configuration, trained by the core engine,
-  best epoch chosen on the validation fold), with its decision threshold chosen on the
-  VALIDATION fold (stored in the model, :mod:`mars_icepatch.threshold`) and, for comparison,
-  at the untuned 0.5;
+  the epoch kept as the configuration says: the last one), with its decision threshold
+  chosen on the VALIDATION fold (stored in the model, :mod:`mars_icepatch.threshold`) and,
+  for comparison, at the untuned 0.5 (with ``--pool-val`` or ``--no-threshold`` only 0.5);
 * baselines: majority class; a mean-brightness threshold (chosen on the training folds for
   balanced accuracy); image statistics + gradient boosting (:mod:`mars_icepatch.features`,
   fitted on the training folds, threshold on the validation fold); the latitude rule
@@ -105,12 +105,13 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     y = np.array([c.ice for c in test])
     hot = HotPixelParams()
     set_decision_threshold(model, 0.5)  # p on the model's own scale for choosing the cut
-    p_untuned, _ = chip_probabilities(model, test, size, hot, mode=mode)
+    p_untuned, n_clean = chip_probabilities(model, test, size, hot, mode=mode)
     p_val = None if args.pool_val else chip_probabilities(model, val, size, hot, mode=mode)[0]
     threshold = choose_threshold(p_val, np.array([c.ice for c in val])) if args.threshold and p_val is not None \
         else 0.5
     set_decision_threshold(model, threshold)  # stored in the model: p' >= 0.5 <=> p >= threshold
-    p_clean, n_clean = chip_probabilities(model, test, size, hot, mode=mode)
+    # the test fold again only if the cut moved (n_clean, hot pixels found, does not depend on it)
+    p_clean = p_untuned if threshold == 0.5 else chip_probabilities(model, test, size, hot, mode=mode)[0]
     rng_seed = 1000 + k
 
     def injector(raw: np.ndarray, i: int) -> np.ndarray:
