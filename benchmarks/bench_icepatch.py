@@ -143,6 +143,9 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     return {
         "fold": k, "test_chips": len(test), "test_ice": int(y.sum()),
         "test_observations": sorted({c.observation for c in test}),
+        # per-chip p (TTA, repair on) so that runs with other trainer seeds can be averaged (--ensemble)
+        "test_files": [c.path.name for c in test], "test_class": [c.landmark_class for c in test],
+        "test_y": y.tolist(), "p_test": p_clean.round(6).tolist(),
         "engine_test_metrics": summary.metrics.get("test", {}), "best_epoch": summary.best_epoch,
         "threshold": decision_threshold(model), "cpu_train_s": cpu_train,
         "model": scores(y, (p_clean >= 0.5).astype(int), p_clean),
@@ -183,6 +186,63 @@ def summarise(results: list[dict]) -> None:
         print(f"accuracy drop with hot pixels (repair {on}) per fold: {[round(d, 4) for d in drops]}")
 
 
+def _seed_of(args: dict) -> int:
+    """trainer.seed of a run (from its ``--set`` list; 0 when it was left at the default)."""
+    sets = args.get("set", "[]")
+    for item in (sets if isinstance(sets, list) else [x.strip(" '\"") for x in sets.strip("[]").split(",")]):
+        if item.startswith("trainer.seed="):
+            return int(item.split("=", 1)[1])
+    return 0
+
+
+def ensemble_report(files: list[Path], out: Path) -> None:
+    """No training: per fold, the mean p of the runs (one per trainer seed, in ``files``, each
+    with ``p_test``) scored on the test fold, for ensembles of the first 1, 2, ... seeds.
+
+    That mean is what ``mars-core icepatch ensemble`` computes (members' TTA p averaged), so
+    the figures are those of the shipped combination, not of an approximation of it."""
+    runs: dict[int, dict[int, dict]] = {}
+    for f in files:
+        part = json.loads(f.read_text())
+        args = part["args"] if isinstance(part["args"], dict) else part["args"][0]
+        for r in part["folds"]:
+            if "p_test" not in r:
+                raise SystemExit(f"{f}: fold {r['fold']} has no p_test (run by an older bench_icepatch.py)")
+            runs.setdefault(int(r["fold"]), {})[_seed_of(args)] = r
+    seeds = sorted(set.intersection(*(set(v) for v in runs.values())))
+    folds = []
+    for k in sorted(runs):
+        base = runs[k][seeds[0]]
+        y = np.array(base["test_y"])
+        if any(runs[k][s]["test_files"] != base["test_files"] for s in seeds):
+            raise SystemExit(f"fold {k}: the runs scored different test chips")
+        row: dict = {"fold": k, "seeds": seeds, "test_chips": len(y), "test_ice": int(y.sum())}
+        for s in seeds:
+            p = np.array(runs[k][s]["p_test"])
+            row[f"seed_{s}"] = scores(y, (p >= 0.5).astype(int), p)
+        for n in range(2, len(seeds) + 1):
+            p = np.mean([runs[k][s]["p_test"] for s in seeds[:n]], axis=0)
+            row[f"ensemble_{n}"] = scores(y, (p >= 0.5).astype(int), p)
+        p = np.mean([runs[k][s]["p_test"] for s in seeds], axis=0)
+        classes = np.array(base["test_class"])
+        row["ensemble_recall_by_class"] = {c: float(((p >= 0.5).astype(int) == y)[classes == c].mean())
+                                           for c in sorted(set(classes))}
+        folds.append(row)
+    out.write_text(json.dumps({"files": [str(f) for f in files], "folds": folds}, indent=1))
+    names = [f"seed_{s}" for s in seeds] + [f"ensemble_{n}" for n in range(2, len(seeds) + 1)]
+    print(f"folds {[r['fold'] for r in folds]}, seeds {seeds}")
+    for name in names:
+        cells = []
+        for m in ("accuracy", "balanced_accuracy", "f1", "auroc"):
+            v = [r[name][m] for r in folds]
+            cells.append(f"{m} {np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}")
+        print(f"{name:12s} " + " | ".join(cells))
+    single = [np.mean([r[f"seed_{s}"]["balanced_accuracy"] for s in seeds]) for r in folds]
+    print(f"mean single-seed balanced accuracy per fold: {[round(float(v), 3) for v in single]}")
+    print(f"ensemble of {len(seeds)} per fold: "
+          f"{[round(r[names[-1]]['balanced_accuracy'], 3) for r in folds]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="chip folder (labels.csv + chips/)")
@@ -202,7 +262,13 @@ def main() -> None:
                     help="skip the image-statistics GBM baseline")
     ap.add_argument("--merge", type=Path, nargs="+",
                     help="no training: merge the per-fold JSONs of runs split over processes (--only) into --out")
+    ap.add_argument("--ensemble", type=Path, nargs="+",
+                    help="no training: score the mean p of runs that differ only in trainer.seed (their per-fold "
+                         "JSONs) on each test fold, written to --out")
     args = ap.parse_args()
+    if args.ensemble:
+        ensemble_report(args.ensemble, args.out)
+        return
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
         results = sorted((r for part in parts for r in part["folds"]), key=lambda r: r["fold"])

@@ -41,16 +41,17 @@ def write_scene(path: Path, data: np.ndarray, driver: str = "GTiff", nodata: flo
     return path
 
 
-def model_dir(tmp: Path, input_size: int = 64, overrides: list[str] | None = None) -> Path:
-    """An untrained xception-small saved as a mars model directory (predict section: chunk
-    227, input 64)."""
+def model_dir(tmp: Path, input_size: int = 64, overrides: list[str] | None = None, seed: int = 0,
+              name: str = "model") -> Path:
+    """An untrained xception-small (weights drawn with ``seed``) saved as a mars model
+    directory ``tmp/name`` (predict section: chunk 227, input 64)."""
     cfg = load_task_config(TASK_YAML, overrides=[f"data.input_size={input_size}", "predict.chunk=227",
                                                  f"predict.input_size={input_size}", "model.widths=[16, 32]",
                                                  "model.stem=8", *(overrides or [])])
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = xception_small(widths=[16, 32], stem=8).eval()
     contract = HiriseChips(None, input_size=input_size).input_contract()
-    return save_model_dir(model, cfg, contract, tmp / "model")
+    return save_model_dir(model, cfg, contract, tmp / name)
 
 
 def copy_sample(dst: Path, n: int | None = None) -> Path:

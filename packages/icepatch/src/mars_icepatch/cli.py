@@ -55,6 +55,20 @@ def calibrate(
 
 
 @app.command()
+def ensemble(
+    model: list[str] = typer.Option(..., "--model", help="a trained icepatch model (repeat: at least two), e.g. "
+                                    "models:/mars-icepatch/1 or runs:/ID/model"),
+    out: Path = typer.Option(..., "--out", help="new model directory (must not exist)"),
+) -> None:
+    """Average independently trained models (e.g. runs with different trainer.seed) into one model directory."""
+    from mars_icepatch.ensemble import combine_to_dir
+
+    info = combine_to_dir(model, out)
+    console.print(f"ensemble of {info['members']} models ({', '.join(info['models'])}) saved to {out}; "
+                  f"decision threshold 0.5 (icepatch calibrate can choose one)")
+
+
+@app.command()
 def balance(
     data: Path = typer.Option(None, "--data", help="chip folder (default: the bundled sample)"),
     seed: int = typer.Option(0, "--seed"),

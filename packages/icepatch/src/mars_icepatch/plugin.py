@@ -26,6 +26,8 @@ def register_models(register) -> None:  # type: ignore[no-untyped-def]
              description="icepatch paper: reduced Xception (separable convs, BN before ReLU, dropout 0.5)")
     register("resnet18-gray", "mars_icepatch.models:resnet18",
              description="baseline: timm ResNet-18, in_chans=1, random init")
+    register("icepatch-ensemble", "mars_icepatch.ensemble:icepatch_ensemble",
+             description="mean probability of icepatch models trained in separate runs (icepatch ensemble)")
 
 
 @hookimpl
