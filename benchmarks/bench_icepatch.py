@@ -223,7 +223,8 @@ def ensemble_report(files: list[Path], out: Path) -> None:
         for n in range(2, len(seeds) + 1):
             p = np.mean([runs[k][s]["p_test"] for s in seeds[:n]], axis=0)
             row[f"ensemble_{n}"] = scores(y, (p >= 0.5).astype(int), p)
-        p = np.mean([runs[k][s]["p_test"] for s in seeds], axis=0)
+        if len(seeds) == 1:  # the loop above left p at the mean of all seeds otherwise
+            p = np.array(base["p_test"])
         classes = np.array(base["test_class"])
         row["ensemble_recall_by_class"] = {c: float(((p >= 0.5).astype(int) == y)[classes == c].mean())
                                            for c in sorted(set(classes))}

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mars_core.errors import MarsError
+from mars_icepatch.plugin import MEMBER_FACTORIES
 from mars_icepatch.threshold import with_decision_threshold
 
 NAME = "icepatch-ensemble"
@@ -55,27 +56,20 @@ class MeanProbability(nn.Module):
         return probs.clamp_min(EPS).log()
 
 
-def _member_factories() -> dict[str, Any]:
-    from mars_icepatch.models import resnet18, xception_small
-
-    return {"xception-small": xception_small, "resnet18-gray": resnet18}
-
-
 def icepatch_ensemble(in_channels: int = 1, num_classes: int = 2,
                       members: Sequence[Mapping[str, Any]] = ({"name": "xception-small"},) * 2) -> nn.Module:
     """``model.members``: one mapping per member, ``{name: xception-small, <its parameters>}``
     (as written by ``mars-core icepatch ensemble``; a registered icepatch model name)."""
-    factories = _member_factories()
     if isinstance(members, (str, Mapping)) or len(members) < 1:
         raise MarsError(f"model.members must be a non-empty list of {{name: MODEL, ...}} mappings, got {members!r}")
     built: list[nn.Module] = []
     for i, spec in enumerate(members):
-        if not isinstance(spec, Mapping) or spec.get("name") not in factories:
-            raise MarsError(f"model.members[{i}]: expected a mapping whose name is one of {', '.join(factories)}, "
-                            f"got {spec!r}")
+        if not isinstance(spec, Mapping) or spec.get("name") not in MEMBER_FACTORIES:
+            raise MarsError(f"model.members[{i}]: expected a mapping whose name is one of "
+                            f"{', '.join(MEMBER_FACTORIES)}, got {spec!r}")
         params = {k: v for k, v in spec.items() if k not in ("name", "in_channels", "num_classes")}
         try:
-            built.append(factories[spec["name"]](in_channels=in_channels, num_classes=num_classes, **params))
+            built.append(MEMBER_FACTORIES[spec["name"]](in_channels=in_channels, num_classes=num_classes, **params))
         except (TypeError, ValueError) as exc:
             raise MarsError(f"model.members[{i}] ({spec['name']}): {exc}") from None
     return with_decision_threshold(MeanProbability(built))
@@ -101,9 +95,9 @@ def combine_to_dir(uris: Sequence[str], out: Path) -> dict[str, Any]:
     for uri, m in zip(uris, loaded, strict=True):
         if m.cfg.task != "icepatch":
             raise MarsError(f"{uri}: a model of task {m.cfg.task!r}, not icepatch")
-        if m.cfg.model.name not in _member_factories():
+        if m.cfg.model.name not in MEMBER_FACTORIES:
             raise MarsError(f"{uri}: model {m.cfg.model.name!r} cannot be a member "
-                            f"(members: {', '.join(_member_factories())}; an ensemble is not nested)")
+                            f"(members: {', '.join(MEMBER_FACTORIES)}; an ensemble is not nested)")
         for field in SHARED_CONTRACT:
             if getattr(m.contract, field) != getattr(first.contract, field):
                 raise MarsError(f"{uri}: its input contract differs from {uris[0]} in {field!r}; "

@@ -9,9 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from mars_core import hookimpl
+from mars_core.registry import LazyFactory, lazy
 from mars_core.tasks import TaskKind, TaskSpec
 
 TASK_YAML = Path(__file__).with_name("icepatch.yaml")
+
+#: The single-network models: registered below, and the models an ``icepatch-ensemble`` may hold.
+MEMBER_TARGETS: dict[str, str] = {
+    "xception-small": "mars_icepatch.models:xception_small",
+    "resnet18-gray": "mars_icepatch.models:resnet18",
+}
+# Callable like the factories themselves; import on first call (this module imports no torch).
+MEMBER_FACTORIES: dict[str, LazyFactory] = {name: lazy(target) for name, target in MEMBER_TARGETS.items()}
 
 
 @hookimpl
@@ -22,9 +31,9 @@ def register_datasources(register) -> None:  # type: ignore[no-untyped-def]
 
 @hookimpl
 def register_models(register) -> None:  # type: ignore[no-untyped-def]
-    register("xception-small", "mars_icepatch.models:xception_small",
+    register("xception-small", MEMBER_TARGETS["xception-small"],
              description="icepatch paper: reduced Xception (separable convs, BN before ReLU, dropout 0.5)")
-    register("resnet18-gray", "mars_icepatch.models:resnet18",
+    register("resnet18-gray", MEMBER_TARGETS["resnet18-gray"],
              description="baseline: timm ResNet-18, in_chans=1, random init")
     register("icepatch-ensemble", "mars_icepatch.ensemble:icepatch_ensemble",
              description="mean probability of icepatch models trained in separate runs (icepatch ensemble)")
