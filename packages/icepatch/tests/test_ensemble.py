@@ -84,6 +84,9 @@ def test_bad_combinations_exit_2_and_write_nothing(members, tmp_path, capsys):
     assert main(["icepatch", "ensemble", "--model", str(members[0]), "--model", str(members[1]),
                  "--out", str(taken)]) == 2
     assert "already exists" in capsys.readouterr().err and (taken / "mine.txt").read_text() == "keep"
+    # neither a directory nor the registry to write to
+    assert main(["icepatch", "ensemble", "--model", str(members[0]), "--model", str(members[1])]) == 2
+    assert "--register" in capsys.readouterr().err
 
 
 def test_the_ensemble_refuses_joint_training_and_bad_member_specs(tmp_path, monkeypatch, capsys):
@@ -126,3 +129,23 @@ def test_members_from_two_registered_runs(tmp_path, monkeypatch, capsys):
                                     HiriseChips(str(data)).hot_pixels)[0] for v in (1, 2)], axis=0)
     y = np.array([c.ice for c in chips])
     assert metrics["accuracy"] == pytest.approx(float(((p >= 0.5).astype(int) == y).mean()), abs=1e-6)
+
+    # registered: a third version of mars-icepatch, logged by a run of its own, that gives the
+    # same p as the directory and does not take the champion alias from the trained runs
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    champion = client.get_registered_model("mars-icepatch").aliases.get("champion")  # the 1-step runs may have none
+    assert main(["icepatch", "ensemble", "--model", "models:/mars-icepatch/1", "--model", "models:/mars-icepatch/2",
+                 "--register"]) == 0
+    assert "models:/mars-icepatch/3" in capsys.readouterr().out
+    version = client.get_model_version("mars-icepatch", "3")
+    assert client.get_registered_model("mars-icepatch").aliases.get("champion") == champion
+    assert "composed after training" in version.tags["mars.unranked"]
+    run = client.get_run(version.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["member_1"] == "models:/mars-icepatch/2"
+    registered = load_model("models:/mars-icepatch/3")
+    assert registered.cfg.model.name == "icepatch-ensemble"
+    p_registered = chip_probabilities(registered.model, chips, 48, HiriseChips(str(data)).hot_pixels)[0]
+    p_dir = chip_probabilities(load_model(str(out)).model, chips, 48, HiriseChips(str(data)).hot_pixels)[0]
+    assert np.allclose(p_registered, p_dir, atol=1e-6) and np.allclose(p_registered, p, atol=1e-5)

@@ -58,14 +58,19 @@ def calibrate(
 def ensemble(
     model: list[str] = typer.Option(..., "--model", help="a trained icepatch model (repeat: at least two), e.g. "
                                     "models:/mars-icepatch/1 or runs:/ID/model"),
-    out: Path = typer.Option(..., "--out", help="new model directory (must not exist)"),
+    out: Path = typer.Option(None, "--out", help="new model directory (must not exist)"),
+    register: bool = typer.Option(False, "--register", help="log the ensemble into a new run of the icepatch "
+                                  "experiment and register a version (never moved to champion)"),
 ) -> None:
-    """Average independently trained models (e.g. runs with different trainer.seed) into one model directory."""
-    from mars_icepatch.ensemble import combine_to_dir
+    """Average independently trained models (e.g. runs with different trainer.seed) into one model."""
+    from mars_icepatch.ensemble import combine_and_save
 
-    info = combine_to_dir(model, out)
-    console.print(f"ensemble of {info['members']} models ({', '.join(info['models'])}) saved to {out}; "
-                  f"decision threshold 0.5 (icepatch calibrate can choose one)")
+    info = combine_and_save(model, out, register)
+    where = [f"saved to {out}"] if out is not None else []
+    if register:
+        where.append(f"registered as {info['model_uri']} (run {info['run_id']}; {info['champion_reason']})")
+    console.print(f"ensemble of {info['members']} models ({', '.join(info['models'])}) {'; '.join(where)}; "
+                  "decision threshold 0.5 (icepatch calibrate can choose one)")
 
 
 @app.command()

@@ -80,16 +80,14 @@ def _data_settings(cfg: Any) -> dict[str, Any]:
     return {k: params.get(k) for k in SHARED_DATA}
 
 
-def combine_to_dir(uris: Sequence[str], out: Path) -> dict[str, Any]:
+def combine(uris: Sequence[str]) -> tuple[nn.Module, Any, Any]:
     """Load every model in ``uris`` (trained icepatch models), check they take the same input,
-    and save one ``icepatch-ensemble`` model directory at ``out`` (which must not exist)."""
+    and return the ensemble with its configuration and input contract (threshold 0.5)."""
     from mars_core.config import Component
-    from mars_core.tracking.model_io import load_model, save_model_dir
+    from mars_core.tracking.model_io import load_model
 
     if len(uris) < 2:
         raise MarsError("icepatch ensemble: give at least two --model (one model is not an ensemble)")
-    if out.exists():
-        raise MarsError(f"model directory {out} already exists")
     loaded = [load_model(u) for u in uris]
     first = loaded[0]
     for uri, m in zip(uris, loaded, strict=True):
@@ -109,5 +107,29 @@ def combine_to_dir(uris: Sequence[str], out: Path) -> dict[str, Any]:
     model = with_decision_threshold(MeanProbability([m.model for m in loaded])).eval()
     cfg = first.cfg.model_copy(update={"model": Component(name=NAME, members=specs)})
     contract = first.contract.model_copy(update={"threshold": 0.5})
-    save_model_dir(model, cfg, contract, out)
-    return {"members": len(loaded), "models": [m.cfg.model.name for m in loaded], "out": str(out)}
+    return model, cfg, contract
+
+
+def combine_and_save(uris: Sequence[str], out: Path | None, register: bool) -> dict[str, Any]:
+    """:func:`combine`, then save the ensemble as a model directory at ``out`` (which must not
+    exist) and/or log it into a new run of the task's experiment and register a version
+    (never the champion: it was not ranked on the members' validation metric,
+    :mod:`mars_core.tracking.composed`)."""
+    from mars_core.tracking.model_io import save_model_dir
+
+    if out is None and not register:
+        raise MarsError("icepatch ensemble: give --out DIR, --register, or both")
+    if out is not None and out.exists():
+        raise MarsError(f"model directory {out} already exists")
+    model, cfg, contract = combine(uris)
+    info: dict[str, Any] = {"members": len(uris), "models": [m["name"] for m in cfg.model.params["members"]]}
+    if out is not None:
+        save_model_dir(model, cfg, contract, out)
+        info["out"] = str(out)
+    if register:
+        from mars_core.tracking.composed import log_and_register
+
+        params = {f"member_{i}": uri for i, uri in enumerate(uris)}
+        info.update(log_and_register(model, cfg, contract, run_name=NAME, params={"model.name": NAME, **params},
+                                     sources=list(uris)))
+    return info

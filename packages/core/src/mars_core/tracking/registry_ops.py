@@ -45,6 +45,7 @@ TAG_MONITOR = "monitor"
 TAG_VALUE = "monitor_value"
 TAG_MODE = "mode"
 TAG_DEGENERATE = "mars.degenerate"
+TAG_UNRANKED = "mars.unranked"
 
 
 def registered_name(cfg: RunConfig) -> str:
@@ -111,12 +112,16 @@ def claim_champion(store: Store, name: str, version: str, monitor: str, mode: st
 
 
 def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, monitor: str, mode: str,
-             best_value: float | None, degenerate: str | None = None) -> dict[str, Any]:
+             best_value: float | None, degenerate: str | None = None,
+             unranked: str | None = None) -> dict[str, Any]:
     """Create a version of ``mars-<task>`` for a logged model; move ``champion`` if earned.
 
     A ``degenerate`` model (the reason, from :mod:`mars_core.engine.health`) is registered,
     so that it can be inspected, and tagged, but never takes the alias: its monitored value
-    may look fine (a constant "change" map has recall 1.0) while it says nothing.
+    may look fine (a constant "change" map has recall 1.0) while it says nothing. An
+    ``unranked`` model (the reason: e.g. an ensemble composed after training, never measured
+    on ``monitor``) never takes it either: as the only champion it would hold the alias
+    against every later trained run, whose value cannot beat a missing one.
     Returns what happened, for ``RunSummary.extra`` and the CLI's closing table.
     """
     from mlflow.exceptions import MlflowException
@@ -128,6 +133,8 @@ def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, moni
         tags[TAG_VALUE] = repr(value)
     if degenerate:
         tags[TAG_DEGENERATE] = degenerate[:5000]
+    if unranked:
+        tags[TAG_UNRANKED] = unranked[:5000]
     client = store.client
     try:
         try:
@@ -140,9 +147,10 @@ def register(store: Store, cfg: RunConfig, model_info: Any, run_id: str, *, moni
             name, source=model_info.model_uri, run_id=run_id, tags=tags,
             model_id=getattr(model_info, "model_id", None),
         )
-        if degenerate:  # nothing moves, so no compare-and-set (and no lock) is needed
+        if degenerate or unranked:  # nothing moves, so no compare-and-set (and no lock) is needed
             champion = current_champion(store, name)
-            moved, reason = False, f"degenerate model, not a champion ({degenerate})"
+            moved, reason = False, (f"degenerate model, not a champion ({degenerate})" if degenerate
+                                    else f"not ranked, not a champion ({unranked})")
         else:
             moved, reason, champion = claim_champion(store, name, str(version.version), monitor, mode, value)
     except MlflowException as exc:
