@@ -87,3 +87,43 @@ def test_zoom_magnifies_a_window_that_stays_inside_the_chip():
     assert torch.equal(same, ramp)
     with pytest.raises(MarsError, match="zoom_max"):
         augmentation_from_config({"kinds": ["zoom"], "zoom_max": 1.0})
+
+
+def test_zoom_out_shows_the_chip_smaller_with_a_mirrored_margin():
+    torch.manual_seed(3)
+    s = 32
+    ramp = torch.linspace(0, 1, s).repeat(s, 1)[None, None].repeat(16, 1, 1, 1)
+    out = ChipAugmentation(["zoom"], zoom_max=0.0, zoom_out=0.5)({"image": ramp})["image"]
+    # a window of side f >= 1 over a ramp: near the centre the ramp climbs f times faster per
+    # output pixel than in the chip (the chip is shown smaller)
+    slope = (out[:, 0, s // 2, s // 2 + 2] - out[:, 0, s // 2, s // 2 - 2]) / (ramp[0, 0, 0, 4] - ramp[0, 0, 0, 0])
+    assert (slope >= 1 - 1e-4).all() and (slope > 1.05).sum() >= 8 and (slope < 1.5 + 1e-4).all()
+    assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6  # reflection: no values from outside
+    with pytest.raises(MarsError, match="zoom_out"):
+        augmentation_from_config({"kinds": ["zoom"], "zoom_out": -0.1})
+
+
+def test_contrast_changes_the_tone_curve_monotonically_and_keeps_black_black():
+    torch.manual_seed(4)
+    x = torch.rand(8, 1, 16, 16) * 0.8 + 0.1
+    x[:, :, :4, :4] = 0.0  # a no-data wedge
+    out = ChipAugmentation(["contrast"], gamma_sd=0.3, contrast_sd=0.0)({"image": x})["image"]
+    assert not torch.allclose(out, x)
+    assert torch.equal(out[:, :, :4, :4], torch.zeros(8, 1, 4, 4))
+    for xi, oi in zip(x, out, strict=True):  # a gamma keeps the order of the levels
+        order = torch.argsort(xi.ravel())
+        assert (oi.ravel()[order].diff() >= -1e-6).all()
+    stretched = ChipAugmentation(["contrast"], gamma_sd=0.0, contrast_sd=0.5)({"image": x})["image"]
+    ratio = stretched.std(dim=(1, 2, 3)) / x.std(dim=(1, 2, 3))
+    assert ratio.std() > 0.05  # a different contrast per chip
+
+
+def test_blur_smooths_per_chip_and_keeps_the_mean():
+    torch.manual_seed(5)
+    x = torch.rand(10, 1, 32, 32)
+    out = ChipAugmentation(["blur"], blur_max=2.0)({"image": x})["image"]
+    assert out.shape == x.shape
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.02)
+    sd = out.std(dim=(1, 2, 3))
+    assert (sd <= x.std(dim=(1, 2, 3)) + 1e-6).all() and sd.max() - sd.min() > 0.03
+    assert torch.allclose(ChipAugmentation(["blur"], blur_max=0.0)({"image": x})["image"], x)

@@ -14,7 +14,15 @@ and brightness for every chip in every epoch lets more epochs help instead of me
   magnification). Observations differ in scale (binning, landform size): the landforms of a
   held-out swiss-cheese observation were larger than those of the others; in scratch 5-fold
   probes by observation (an auxiliary landmark head in both) the balanced accuracy rose from
-  0.767 to 0.815 with ``zoom_max`` 0.5 (BENCHMARK.md).
+  0.767 to 0.815 with ``zoom_max`` 0.5 (BENCHMARK.md). ``zoom_out`` > 0 also lets the
+  window grow past the chip (side up to 1 + zoom_out, the outside filled by reflection), so
+  landforms are also seen smaller than in the chip.
+* ``contrast``: per chip, a gamma x ** exp(N(0, gamma_sd)) and a contrast gain
+  m + (x - m) * exp(N(0, contrast_sd)) about the chip's mean m. Browse images are stretched
+  per observation and taken under different sun angles, so the same landform reaches a held-out
+  observation with another tone curve, not only another level (which ``brightness`` covers).
+* ``blur``: per chip, a Gaussian blur of sigma U(0, blur_max) model pixels: observations
+  differ in binning and in their browse image's reduction, so in sharpness.
 
 Nothing here sees latitude or any metadata: only the image tensor is changed.
 """
@@ -29,21 +37,27 @@ import torch.nn.functional as F
 
 from mars_core.errors import MarsError
 
-KINDS = ("d4", "brightness", "zoom")
+KINDS = ("d4", "brightness", "zoom", "contrast", "blur")
 
 
 class ChipAugmentation:
     """Callable on an engine batch (``image`` [B, 1, S, S], ``label``); returns a new batch."""
 
     def __init__(self, kinds: Sequence[str], gain_sd: float = 0.15, offset_sd: float = 0.05,
-                 zoom_max: float = 0.5) -> None:
+                 zoom_max: float = 0.5, zoom_out: float = 0.0, gamma_sd: float = 0.25,
+                 contrast_sd: float = 0.25, blur_max: float = 1.5) -> None:
         unknown = sorted(set(kinds) - set(KINDS))
         if unknown:
             raise MarsError(f"data.augment: unknown kind(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
         if not 0.0 <= float(zoom_max) < 1.0:
             raise MarsError(f"data.augment.zoom_max must be in [0, 1), got {zoom_max}")
+        for name, value in (("zoom_out", zoom_out), ("gamma_sd", gamma_sd), ("contrast_sd", contrast_sd),
+                            ("blur_max", blur_max), ("gain_sd", gain_sd), ("offset_sd", offset_sd)):
+            if not float(value) >= 0.0:
+                raise MarsError(f"data.augment.{name} must be >= 0, got {value}")
         self.kinds, self.gain_sd, self.offset_sd = tuple(kinds), float(gain_sd), float(offset_sd)
-        self.zoom_max = float(zoom_max)
+        self.zoom_max, self.zoom_out = float(zoom_max), float(zoom_out)
+        self.gamma_sd, self.contrast_sd, self.blur_max = float(gamma_sd), float(contrast_sd), float(blur_max)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         x = batch["image"]
@@ -52,8 +66,12 @@ class ChipAugmentation:
             flip = (torch.rand(x.shape[0]) < 0.5).tolist()
             x = torch.stack([torch.rot90(xi, ki, (1, 2)).flip(2) if fi else torch.rot90(xi, ki, (1, 2))
                              for xi, ki, fi in zip(x, k, flip, strict=True)])
-        if "zoom" in self.kinds and self.zoom_max > 0:
-            x = zoom(x, self.zoom_max)
+        if "zoom" in self.kinds and (self.zoom_max > 0 or self.zoom_out > 0):
+            x = zoom(x, self.zoom_max, self.zoom_out)
+        if "blur" in self.kinds and self.blur_max > 0:
+            x = blur(x, self.blur_max)
+        if "contrast" in self.kinds:
+            x = tone(x, self.gamma_sd, self.contrast_sd)
         if "brightness" in self.kinds:
             shape = (x.shape[0],) + (1,) * (x.ndim - 1)
             gain = torch.exp(torch.randn(shape, device=x.device) * self.gain_sd)
@@ -62,10 +80,19 @@ class ChipAugmentation:
         return {**batch, "image": x.contiguous()}
 
 
-def zoom(x: torch.Tensor, zoom_max: float) -> torch.Tensor:
+def zoom(x: torch.Tensor, zoom_max: float, zoom_out: float = 0.0) -> torch.Tensor:
     """Each chip of ``x`` [B, C, S, S] replaced by a random window of it (side fraction in
-    (1 - zoom_max, 1]) resampled bilinearly to S x S, in one batched ``grid_sample``."""
+    (1 - zoom_max, 1 + zoom_out]) resampled bilinearly to S x S, in one batched ``grid_sample``."""
     b = x.shape[0]
+    if zoom_out > 0:  # a window larger than the chip: centred, the margin mirrored
+        side = 1.0 - zoom_max + (zoom_max + zoom_out) * torch.rand(b, device=x.device)
+        theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+        shift = (1 - side).clamp(min=0)
+        theta[:, 0, 0], theta[:, 1, 1] = side, side
+        theta[:, 0, 2] = (torch.rand(b, device=x.device) * 2 - 1) * shift
+        theta[:, 1, 2] = (torch.rand(b, device=x.device) * 2 - 1) * shift
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     side = 1.0 - zoom_max * torch.rand(b, device=x.device)
     # window centre in normalised coordinates: the window stays inside the chip
     cx = (torch.rand(b, device=x.device) * 2 - 1) * (1 - side)
@@ -76,9 +103,36 @@ def zoom(x: torch.Tensor, zoom_max: float) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def tone(x: torch.Tensor, gamma_sd: float, contrast_sd: float) -> torch.Tensor:
+    """Per chip: gamma on the non-negative values, then a contrast gain about the chip's mean;
+    the no-data black (0) stays at or near 0 under the gamma."""
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    gamma = torch.exp(torch.randn(shape, device=x.device) * gamma_sd)
+    x = x.clamp(min=0.0) ** gamma
+    mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+    gain = torch.exp(torch.randn(shape, device=x.device) * contrast_sd)
+    return (mean + (x - mean) * gain).clamp(0.0, 1.5)
+
+
+def blur(x: torch.Tensor, blur_max: float) -> torch.Tensor:
+    """Per chip a separable Gaussian blur of sigma U(0, blur_max) pixels (sigma near 0: the
+    kernel is a delta), as one grouped convolution over the batch."""
+    b, c = x.shape[0], x.shape[1]
+    radius = max(1, int(3 * blur_max + 0.5))
+    sigma = (torch.rand(b, device=x.device) * blur_max).clamp(min=1e-3)
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None].to(x.dtype)) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # [B*C, K]
+    flat = F.pad(x.reshape(1, b * c, *x.shape[2:]), (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, kernel[:, None, None, :], groups=b * c)
+    flat = F.conv2d(flat, kernel[:, None, :, None], groups=b * c)
+    return flat.reshape(x.shape)
+
+
 def augmentation_from_config(value: Any) -> ChipAugmentation | None:
     """``data.augment``: None/false/[] = none; a list of kinds; or a dict ``{kinds: [...],
-    gain_sd: ..., offset_sd: ..., zoom_max: ...}``."""
+    gain_sd: ..., offset_sd: ..., zoom_max: ..., zoom_out: ..., gamma_sd: ..., contrast_sd: ...,
+    blur_max: ...}``."""
     if value in (None, False, [], ()):
         return None
     if isinstance(value, str):

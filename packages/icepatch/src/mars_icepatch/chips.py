@@ -175,7 +175,7 @@ def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | N
 class ChipDataset(Dataset):
     """Chips as model inputs. ``cache``: keep each prepared tensor after its first read (a
     chip's input is fixed: augmentation happens later, on the batch), so later epochs skip
-    decoding, hot-pixel repair and resampling (1,503 chips at 96 px: 55 MB)."""
+    decoding, hot-pixel repair and resampling (1,503 chips at 128 px: 99 MB)."""
 
     def __init__(self, chips: list[Chip], input_size: int, hot_pixels: HotPixelParams | None,
                  mode: str = "browse", cache: bool = False) -> None:
