@@ -83,6 +83,23 @@ def test_early_stopping_stops_when_monitor_cannot_improve(toy, tmp_path):
     assert summary.extra["stopped_early"] is True
 
 
+def test_val_every_validates_every_nth_epoch_and_the_last(toy, tmp_path):
+    summary = train(toy_cfg(tmp_path, "trainer.epochs=5", "trainer.val_every=2", "trainer.monitor=val/loss",
+                            "trainer.mode=min", "data.n_train=8", "data.n_val=4", "data.n_test=0"))
+    validated = [row["epoch"] for row in summary.history if "val/loss" in row]
+    assert validated == [2, 4, 5] and len(summary.history) == 5
+    assert summary.best_epoch in validated  # a val/ monitor moves only where it was measured
+    # patience counts validations: one bad validation stops, however many epochs lie between
+    stopped = train(toy_cfg(
+        tmp_path / "es", "trainer.epochs=10", "trainer.val_every=3", "trainer.lr=1e-9", "trainer.monitor=val/loss",
+        "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=0.1",
+        "data.n_train=8", "data.n_val=4", "data.n_test=0"))
+    assert [row["epoch"] for row in stopped.history if "val/loss" in row] == [3, 6]
+    assert len(stopped.history) == 6 and stopped.best_epoch == 3 and stopped.extra["stopped_early"] is True
+    with pytest.raises(MarsError, match="trainer.val_every"):
+        toy_cfg(tmp_path, "trainer.val_every=0")
+
+
 LR = 0.01
 
 

@@ -84,6 +84,10 @@ class TrainerConfig(_Strict):
     checkpoint_dir: str = "checkpoints"
     resume: str | None = None
     eval_splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["val", "test"])
+    #: validate every N epochs (and after the last); a val/ monitor and early-stopping
+    #: patience then count validations. Why: test-time augmentation can make validation cost
+    #: several training epochs, and a monitor such as ``lr`` does not need it every epoch.
+    val_every: int = Field(default=1, gt=0)
     max_steps_per_epoch: int | None = Field(default=None, gt=0)
     progress: bool = True
 

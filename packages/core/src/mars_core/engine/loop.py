@@ -200,7 +200,8 @@ class _Run:
                 start = time.perf_counter()
                 entry: dict[str, float] = {"epoch": epoch, "lr": float(self.optimizer.param_groups[0]["lr"])}
                 entry["train/loss"] = self._train_epoch(epoch, bar)
-                if val_loader is not None:
+                validate = epoch % self.t.val_every == 0 or epoch == self.t.epochs
+                if val_loader is not None and validate:
                     bar.phase(f"epoch {epoch}/{self.t.epochs} val", len(val_loader))
                     values = run_evaluation(self.net, self.kind, val_loader, self.comps.metrics, self.device,
                                             self.info, loss_fn=self.loss_fn, amp=self.amp,
@@ -208,7 +209,9 @@ class _Run:
                     entry.update({f"val/{k}": v for k, v in values.items()})
                 entry["epoch_time_s"] = time.perf_counter() - start
                 self.scheduler.step()
-                improved = self._update_monitor(epoch, entry)
+                # an epoch without validation neither improves a val/ monitor nor uses up patience
+                skipped = val_loader is not None and not validate and self.t.monitor.startswith("val/")
+                improved = False if skipped else self._update_monitor(epoch, entry)
                 self.state.epoch = epoch
                 self.state.history.append(entry)
                 trk.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=epoch)
