@@ -32,9 +32,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mars_core.config import load_task_config
 from mars_core.engine import train
+from mars_core.plugins import get_registries
+from mars_core.registry import call_factory
 from mars_icepatch.chips import HiriseChips, read_chip
 from mars_icepatch.features import feature_matrix, fit_gbm
 from mars_icepatch.folder import chip_probabilities
@@ -99,9 +102,19 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     test, val, trn = src.split_chips("test"), src.split_chips("val"), src.split_chips("train")
     trainval = trn + val
     t_train = time.process_time()
-    summary = train(cfg)
+    if args.from_weights:  # no training: the weights an earlier run kept, under this run's eval settings
+        model = call_factory("model", cfg.model.name, get_registries().models.get(cfg.model.name),
+                             dict(cfg.model.params))
+        model.load_state_dict(torch.load(args.from_weights / f"fold{k}.pt", weights_only=True))
+        summary = None
+    else:
+        summary = train(cfg)
+        model = summary.model
     cpu_train = time.process_time() - t_train
-    model, size = summary.model, src.input_size
+    size = src.input_size
+    if args.save_weights:  # outlives the temporary checkpoint folder: later probes need no retraining
+        args.save_weights.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.save_weights / f"fold{k}.pt")
     y = np.array([c.ice for c in test])
     hot = HotPixelParams()
     set_decision_threshold(model, 0.5)  # p on the model's own scale for choosing the cut
@@ -118,10 +131,19 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
         return inject_hot_pixels(raw, N_HOT, np.random.default_rng(rng_seed * 100003 + i))
 
     p_rep, n_found = chip_probabilities(model, test, size, hot, transform=injector, mode=mode)
-    p_raw, _ = chip_probabilities(model, test, size, None, transform=injector, mode=mode)
-    p_norep, _ = chip_probabilities(model, test, size, None, mode=mode)
+    repair_off = {}
+    if not args.lean:
+        p_raw, _ = chip_probabilities(model, test, size, None, transform=injector, mode=mode)
+        p_norep, _ = chip_probabilities(model, test, size, None, mode=mode)
+        repair_off = {
+            "model_without_repair_clean": scores(y, (p_norep >= 0.5).astype(int), p_norep),
+            "hot_injected_repair_off": scores(y, (p_raw >= 0.5).astype(int), p_raw),
+            "hot_max_abs_dp_repair_off": float(np.abs(p_raw - p_clean).max()),
+        }
     tta = {}
-    if getattr(model, "tta", False):  # the same weights without test-time augmentation
+    if args.lean:  # no comparisons with the model's own TTA switched
+        pass
+    elif getattr(model, "tta", False):  # the same weights without test-time augmentation
         model.tta = False
         p_single, _ = chip_probabilities(model, test, size, hot, mode=mode)
         tta = {"model_no_tta": scores(y, (p_single >= 0.5).astype(int), p_single)}
@@ -141,22 +163,20 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
     ymaj = int(np.mean([c.ice for c in trainval]) >= 0.5)
     lat = np.array([abs(c.latitude) >= 55 for c in test]).astype(int)
     return {
-        "fold": k, "test_chips": len(test), "test_ice": int(y.sum()),
+        "fold": k, "trainer_seed": cfg.trainer.seed, "test_chips": len(test), "test_ice": int(y.sum()),
         "test_observations": sorted({c.observation for c in test}),
         # per-chip p (TTA, repair on) so that runs with other trainer seeds can be averaged (--ensemble)
         "test_files": [c.path.name for c in test], "test_class": [c.landmark_class for c in test],
         "test_y": y.tolist(), "p_test": p_clean.round(6).tolist(),
-        "engine_test_metrics": summary.metrics.get("test", {}), "best_epoch": summary.best_epoch,
+        **({"engine_test_metrics": summary.metrics.get("test", {}), "best_epoch": summary.best_epoch}
+           if summary is not None else {"weights": str(args.from_weights / f"fold{k}.pt")}),
         "threshold": decision_threshold(model), "cpu_train_s": cpu_train,
         "model": scores(y, (p_clean >= 0.5).astype(int), p_clean),
         "model_at_0.5": scores(y, (p_untuned >= 0.5).astype(int), p_untuned),
         **({"val": scores(np.array([c.ice for c in val]), (p_val >= threshold).astype(int), p_val)}
            if p_val is not None else {}), **tta,
-        "model_without_repair_clean": scores(y, (p_norep >= 0.5).astype(int), p_norep),
         "hot_injected_repair_on": scores(y, (p_rep >= 0.5).astype(int), p_rep),
-        "hot_injected_repair_off": scores(y, (p_raw >= 0.5).astype(int), p_raw),
-        "hot_max_abs_dp_repair_on": float(np.abs(p_rep - p_clean).max()),
-        "hot_max_abs_dp_repair_off": float(np.abs(p_raw - p_clean).max()),
+        "hot_max_abs_dp_repair_on": float(np.abs(p_rep - p_clean).max()), **repair_off,
         "hot_found_fraction": float(np.minimum(n_found - n_clean, N_HOT).sum() / (N_HOT * len(test))),
         "false_hot_on_clean_chips": int(n_clean.sum()),
         "majority": scores(y, np.full_like(y, ymaj)),
@@ -182,12 +202,15 @@ def summarise(results: list[dict]) -> None:
             cells.append(f"{m} {np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}" if v else f"{m} -")
         print(f"{row:26s} " + " | ".join(cells))
     for on in ("on", "off"):
+        if not all(f"hot_injected_repair_{on}" in r for r in results):
+            continue
         drops = [r["model"]["accuracy"] - r[f"hot_injected_repair_{on}"]["accuracy"] for r in results]
         print(f"accuracy drop with hot pixels (repair {on}) per fold: {[round(d, 4) for d in drops]}")
 
 
 def _seed_of(args: dict) -> int:
-    """trainer.seed of a run (from its ``--set`` list; 0 when it was left at the default)."""
+    """trainer.seed of a run by an older bench_icepatch.py, whose results lack ``trainer_seed``
+    (from its stringified ``--set`` list; 0 when it was left at the default)."""
     sets = args.get("set", "[]")
     for item in (sets if isinstance(sets, list) else [x.strip(" '\"") for x in sets.strip("[]").split(",")]):
         if item.startswith("trainer.seed="):
@@ -208,7 +231,8 @@ def ensemble_report(files: list[Path], out: Path) -> None:
         for r in part["folds"]:
             if "p_test" not in r:
                 raise SystemExit(f"{f}: fold {r['fold']} has no p_test (run by an older bench_icepatch.py)")
-            runs.setdefault(int(r["fold"]), {})[_seed_of(args)] = r
+            seed = r["trainer_seed"] if "trainer_seed" in r else _seed_of(args)
+            runs.setdefault(int(r["fold"]), {})[seed] = r
     seeds = sorted(set.intersection(*(set(v) for v in runs.values())))
     folds = []
     for k in sorted(runs):
@@ -261,6 +285,14 @@ def main() -> None:
                          "the GBM baseline likewise")
     ap.add_argument("--no-features", dest="features", action="store_false",
                     help="skip the image-statistics GBM baseline")
+    ap.add_argument("--save-weights", type=Path, metavar="DIR",
+                    help="keep each fold's trained weights as DIR/fold{k}.pt (state dict)")
+    ap.add_argument("--from-weights", type=Path, metavar="DIR",
+                    help="no training: evaluate DIR/fold{k}.pt (kept by --save-weights with the same data and model "
+                         "settings) under this run's --set, e.g. other test-time settings")
+    ap.add_argument("--lean", action="store_true",
+                    help="only the goals' figures: skip the repair-off and no-TTA passes (each costs a full "
+                         "pass over the test fold, several under test-time scales)")
     ap.add_argument("--merge", type=Path, nargs="+",
                     help="no training: merge the per-fold JSONs of runs split over processes (--only) into --out")
     ap.add_argument("--ensemble", type=Path, nargs="+",

@@ -89,6 +89,19 @@ def test_bad_combinations_exit_2_and_write_nothing(members, tmp_path, capsys):
     assert "--register" in capsys.readouterr().err
 
 
+def test_a_failed_registration_takes_back_the_directory(members, tmp_path, monkeypatch, capsys):
+    import mars_core.tracking.composed as composed
+
+    def refuse(*args, **kwargs):
+        raise MarsError("tracking store unreachable")
+
+    monkeypatch.setattr(composed, "log_and_register", refuse)
+    out = tmp_path / "ens"
+    assert main(["icepatch", "ensemble", "--model", str(members[0]), "--model", str(members[1]),
+                 "--out", str(out), "--register"]) == 2
+    assert "unreachable" in capsys.readouterr().err and not out.exists()
+
+
 def test_the_ensemble_refuses_joint_training_and_bad_member_specs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "icepatch", "--set", "model.name=icepatch-ensemble", "--set", "tracking.enabled=false",

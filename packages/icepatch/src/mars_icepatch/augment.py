@@ -84,23 +84,18 @@ def zoom(x: torch.Tensor, zoom_max: float, zoom_out: float = 0.0) -> torch.Tenso
     """Each chip of ``x`` [B, C, S, S] replaced by a random window of it (side fraction in
     (1 - zoom_max, 1 + zoom_out]) resampled bilinearly to S x S, in one batched ``grid_sample``."""
     b = x.shape[0]
-    if zoom_out > 0:  # a window larger than the chip: centred, the margin mirrored
-        side = 1.0 - zoom_max + (zoom_max + zoom_out) * torch.rand(b, device=x.device)
-        theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
-        shift = (1 - side).clamp(min=0)
-        theta[:, 0, 0], theta[:, 1, 1] = side, side
-        theta[:, 0, 2] = (torch.rand(b, device=x.device) * 2 - 1) * shift
-        theta[:, 1, 2] = (torch.rand(b, device=x.device) * 2 - 1) * shift
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    side = 1.0 - zoom_max * torch.rand(b, device=x.device)
-    # window centre in normalised coordinates: the window stays inside the chip
-    cx = (torch.rand(b, device=x.device) * 2 - 1) * (1 - side)
-    cy = (torch.rand(b, device=x.device) * 2 - 1) * (1 - side)
+    # side drawn so that zoom_out = 0 gives 1 - zoom_max * U exactly (the default's draws)
+    side = 1.0 + zoom_out - (zoom_max + zoom_out) * torch.rand(b, device=x.device)
+    # window centre in normalised coordinates: a window inside the chip stays inside it; a
+    # larger one stays centred with its margin mirrored
+    shift = (1 - side).clamp(min=0)
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 1, 1], theta[:, 0, 2], theta[:, 1, 2] = side, side, cx, cy
+    theta[:, 0, 0], theta[:, 1, 1] = side, side
+    theta[:, 0, 2] = (torch.rand(b, device=x.device) * 2 - 1) * shift
+    theta[:, 1, 2] = (torch.rand(b, device=x.device) * 2 - 1) * shift
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    padding = "reflection" if zoom_out > 0 else "border"
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 def tone(x: torch.Tensor, gamma_sd: float, contrast_sd: float) -> torch.Tensor:

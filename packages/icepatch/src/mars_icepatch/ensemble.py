@@ -2,7 +2,7 @@
 separate runs, averaged into one model.
 
 Why: in the 5-fold CV two runs of the same recipe that differed only in ``trainer.seed``
-were up to 0.16 balanced accuracy apart on one fold (BENCHMARK.md). Most of that is
+were up to 0.19 balanced accuracy apart on one fold (BENCHMARK.md). Most of that is
 run-to-run variance of one small network trained on four ice observations per class, and
 the mean probability of independently trained runs averages it out (figures in
 BENCHMARK.md). The members are trained by separate ``mars-core run`` calls (their own
@@ -19,6 +19,7 @@ one; a member keeps the threshold it was saved with.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,11 @@ def combine_and_save(uris: Sequence[str], out: Path | None, register: bool) -> d
         from mars_core.tracking.composed import log_and_register
 
         params = {f"member_{i}": uri for i, uri in enumerate(uris)}
-        info.update(log_and_register(model, cfg, contract, run_name=NAME, params={"model.name": NAME, **params},
-                                     sources=list(uris)))
+        try:
+            info.update(log_and_register(model, cfg, contract, run_name=NAME, params={"model.name": NAME, **params},
+                                         sources=list(uris)))
+        except BaseException:
+            if out is not None:  # all or nothing: the directory did not exist before this call
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     return info
