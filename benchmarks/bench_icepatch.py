@@ -141,14 +141,13 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
             "hot_max_abs_dp_repair_off": float(np.abs(p_raw - p_clean).max()),
         }
     tta = {}
-    if args.lean:  # no comparisons with the model's own TTA switched
-        pass
-    elif getattr(model, "tta", False):  # the same weights without test-time augmentation
+    model_tta = None if args.lean else getattr(model, "tta", None)  # lean: no comparisons with TTA switched
+    if model_tta:  # the same weights without test-time augmentation
         model.tta = False
         p_single, _ = chip_probabilities(model, test, size, hot, mode=mode)
         tta = {"model_no_tta": scores(y, (p_single >= 0.5).astype(int), p_single)}
         model.tta = True
-    elif hasattr(model, "tta") and p_val is not None:  # the same weights, logits averaged over 8 D4 views
+    elif model_tta is not None and p_val is not None:  # the same weights, logits averaged over 8 D4 views
         model.tta = True
         set_decision_threshold(model, 0.5)
         pv_tta, _ = chip_probabilities(model, val, size, hot, mode=mode)

@@ -16,7 +16,7 @@ def _net(**kwargs):
     return xception_small(widths=[16, 32], stem=8, **kwargs).eval()
 
 
-def _resampled(x: torch.Tensor, n: int) -> torch.Tensor:
+def _resampled(x: torch.Tensor, n: int) -> torch.Tensor:  # by hand, not through the shared helper
     return F.interpolate(x, size=(n, n), mode="bilinear", antialias=True, align_corners=False)
 
 

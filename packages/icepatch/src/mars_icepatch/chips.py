@@ -165,11 +165,16 @@ def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | N
     if hot_pixels is not None:
         n_hot = len(repair_hot_pixels(img, img != NULL, hot_pixels))
     x, _ = stretch(img, mode)
-    t = torch.from_numpy(x)[None]
-    if t.shape[-2:] != (input_size, input_size):
-        t = F.interpolate(t[None], size=(input_size, input_size), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
-    return t, n_hot
+    return resample_square(torch.from_numpy(x)[None, None], input_size)[0], n_hot
+
+
+def resample_square(x: torch.Tensor, side: int) -> torch.Tensor:
+    """[B, C, H, W] resampled to side x side (bilinear, antialiased; unchanged when it already
+    is). One definition for chip preparation and the model's test-time scales, so a scale of
+    1 inside the model and the prepared chip are the same image."""
+    if x.shape[-2:] == (side, side):
+        return x
+    return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
 
 class ChipDataset(Dataset):

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mars_core.errors import MarsError
+from mars_icepatch.chips import resample_square
 from mars_icepatch.threshold import with_decision_threshold
 
 #: How logits at several input scales become one: ``max`` keeps, per chip, the scale whose
@@ -70,10 +70,7 @@ def multiscale_logits(logits: Callable[[torch.Tensor], torch.Tensor], image: tor
     side = image.shape[-1]
     outs = []
     for f in scales:
-        n = max(8, round(side * f))
-        x = image if n == side else F.interpolate(image, size=(n, n), mode="bilinear", antialias=True,
-                                                  align_corners=False)
-        outs.append(logits(x))
+        outs.append(logits(resample_square(image, max(8, round(side * f)))))
     stacked = torch.stack(outs)  # [scales, B, K]
     if rule == "mean" or len(outs) == 1:
         return stacked.mean(0)
