@@ -97,6 +97,10 @@ class InputContract(BaseModel):
     nodata: float | None = None
     threshold: float = 0.5
     classes: list[str] = Field(default_factory=lambda: ["background", "foreground"])
+    #: Classification trained on finer labels: for each class, the sub-classes its training
+    #: labels name (training label i = the i-th sub-class, classes in order). Empty: the
+    #: training labels are the classes. Evaluation and prediction always use the classes.
+    subclasses: dict[str, list[str]] = Field(default_factory=dict)
     package_versions: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -116,6 +120,12 @@ class InputContract(BaseModel):
             raise ValueError(f"{TaskKind(self.kind).value} takes one input scene, got n_inputs={self.n_inputs}")
         if TaskKind(self.kind) is TaskKind.CLASSIFICATION and len(self.classes) < 2:
             raise ValueError(f"classification needs at least 2 classes, got {self.classes}")
+        if self.subclasses:
+            if TaskKind(self.kind) is not TaskKind.CLASSIFICATION:
+                raise ValueError("subclasses are for classification only")
+            if list(self.subclasses) != list(self.classes) or not all(self.subclasses.values()):
+                raise ValueError(f"subclasses must give each class {self.classes}, in order, at least one "
+                                 f"sub-class; got {self.subclasses}")
         if len(self.normalisation.mean) != len(self.bands):
             raise ValueError(
                 f"normalisation has {len(self.normalisation.mean)} values but there are {len(self.bands)} bands"

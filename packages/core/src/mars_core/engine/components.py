@@ -115,7 +115,7 @@ def build_components(cfg: RunConfig, registries: Registries | None = None) -> Co
 
     model_factory = regs.models.get(cfg.model.name)
     model_params: dict[str, Any] = cfg.model.params
-    model_params = fill_from_contract(model_factory, model_params, contract)
+    model_params = fill_from_contract(model_factory, model_params, contract, cfg.model.name)
     model = call_factory("model", cfg.model.name, model_factory, model_params)
     if not isinstance(model, nn.Module):
         raise MarsError(f"model '{cfg.model.name}' must return a torch.nn.Module, got {type(model).__name__}")
@@ -131,9 +131,12 @@ def build_components(cfg: RunConfig, registries: Registries | None = None) -> Co
 
 
 def fill_from_contract(factory: Callable[..., Any], params: dict[str, Any],
-                       contract: InputContract) -> dict[str, Any]:
+                       contract: InputContract, name: str = "") -> dict[str, Any]:
     """``in_channels`` (number of bands) and, for classification, ``num_classes`` (number of
-    classes) from the contract, when the factory takes them and the config leaves them out.
+    classes) from the contract, when the factory takes them and the config leaves them out;
+    ``subclasses`` (sub-classes per class) when the data source trains on finer labels, which
+    a model must then take: it is built with one logit per sub-class and returns the
+    classes' logits in eval mode (so metrics, thresholds and predict see the classes).
     Training and reloading a stored model both go through here, so they build the same net."""
     out = dict(params)
     if "in_channels" not in out and accepts(factory, "in_channels"):
@@ -141,7 +144,16 @@ def fill_from_contract(factory: Callable[..., Any], params: dict[str, Any],
     if TaskKind(contract.kind) is TaskKind.CLASSIFICATION and "num_classes" not in out \
             and accepts(factory, "num_classes"):
         out["num_classes"] = len(contract.classes)
+    if contract.subclasses and "subclasses" not in out:
+        if not accepts(factory, "subclasses"):
+            raise MarsError(f"the data source trains on sub-classes ({subclass_summary(contract)}) but model "
+                            f"'{name}' takes no 'subclasses'; choose a model that does or train on the classes")
+        out["subclasses"] = [len(contract.subclasses[c]) for c in contract.classes]
     return out
+
+
+def subclass_summary(contract: InputContract) -> str:
+    return "; ".join(f"{c}: {', '.join(s)}" for c, s in contract.subclasses.items())
 
 
 def check_class_outputs(model: nn.Module, contract: InputContract, name: str) -> None:

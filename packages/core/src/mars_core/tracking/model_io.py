@@ -148,7 +148,7 @@ def build_model(cfg: RunConfig, contract: InputContract) -> nn.Module:
             + (f"; the model was trained with {hint} installed" if hint else "")
         )
     factory = models.get(cfg.model.name)
-    params = fill_from_contract(factory, cfg.model.params, contract)
+    params = fill_from_contract(factory, cfg.model.params, contract, cfg.model.name)
     return call_factory("model", cfg.model.name, factory, params)
 
 
