@@ -36,8 +36,7 @@ import torch
 
 from mars_core.config import load_task_config
 from mars_core.engine import train
-from mars_core.plugins import get_registries
-from mars_core.registry import call_factory
+from mars_core.tracking.model_io import build_model
 from mars_icepatch.chips import HiriseChips, read_chip
 from mars_icepatch.features import feature_matrix, fit_gbm
 from mars_icepatch.folder import chip_probabilities
@@ -96,15 +95,15 @@ def run_fold(args: argparse.Namespace, k: int, work: Path) -> dict:
             f"trainer.checkpoint_dir={work / f'ckpt{k}'}", f"model.name={args.model}",
             *(["data.fold_val=false"] if args.pool_val else []), *args.set]
     cfg = load_task_config(TASK_YAML, overrides=sets)
-    src = HiriseChips(args.data, folds=args.folds, fold=k, seed=args.seed,
-                      input_size=int(cfg.data.model_dump().get("input_size", 96)))
-    mode = cfg.data.model_dump().get("chip_stretch", "browse")
+    data = cfg.data.model_dump()
+    src = HiriseChips(args.data, folds=args.folds, fold=k, seed=args.seed, input_size=int(data.get("input_size", 96)),
+                      train_target=data.get("train_target", "ice"))
+    mode = data.get("chip_stretch", "browse")
     test, val, trn = src.split_chips("test"), src.split_chips("val"), src.split_chips("train")
     trainval = trn + val
     t_train = time.process_time()
     if args.from_weights:  # no training: the weights an earlier run kept, under this run's eval settings
-        model = call_factory("model", cfg.model.name, get_registries().models.get(cfg.model.name),
-                             dict(cfg.model.params))
+        model = build_model(cfg, src.input_contract())  # as a stored model is rebuilt
         model.load_state_dict(torch.load(args.from_weights / f"fold{k}.pt", weights_only=True))
         summary = None
     else:

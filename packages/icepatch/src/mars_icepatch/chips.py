@@ -24,6 +24,13 @@ Layout: ``labels.csv`` (``file, observation, latitude, landmark_class, ice``) an
   ``percentile`` stretches each chip on its own (2-98 % of its non-zero pixels), which
   throws away that relative brightness (a first benchmark fold with it reached a balanced
   accuracy of 0.51 after 4 epochs: BENCHMARK.md).
+* ``train_target: landmark`` trains on the ``landmark_class`` column instead of ``ice``
+  (each landmark is a sub-class of ice or no ice, announced in the input contract; the
+  model returns the two classes' logits in evaluation). Why offered: "no ice" is a mix of
+  craters, streaks, dark dunes and other terrain and "ice" of three unlike landforms, and
+  naming them is more supervision; validation, test and every evaluation still score ice
+  against no ice. Not the default: in 5-fold CV on the shared chips it raised the false
+  alarms under the test-time scales (BENCHMARK.md, round 7).
 * Every user mistake in ``labels.csv`` (missing columns or files, unknown labels, a landmark
   in two observations, a non-grayscale chip) is a one-line :class:`MarsError`.
 """
@@ -183,8 +190,10 @@ class ChipDataset(Dataset):
     decoding, hot-pixel repair and resampling (1,503 chips at 128 px: 99 MB)."""
 
     def __init__(self, chips: list[Chip], input_size: int, hot_pixels: HotPixelParams | None,
-                 mode: str = "browse", cache: bool = False) -> None:
+                 mode: str = "browse", cache: bool = False, labels: dict[str, int] | None = None) -> None:
         self.chips, self.input_size, self.hot_pixels, self.mode = chips, input_size, hot_pixels, mode
+        #: landmark_class -> training label (``train_target: landmark``); None: the ice label.
+        self.labels = labels
         self._cache: dict[Path, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -197,10 +206,30 @@ class ChipDataset(Dataset):
             x, _ = chip_tensor(read_chip(c.path), self.input_size, self.hot_pixels, self.mode)
             if self._cache is not None:
                 self._cache[c.path] = x
-        return {"image": x, "label": torch.tensor(c.ice, dtype=torch.long)}
+        label = c.ice if self.labels is None else self.labels[c.landmark_class]
+        return {"image": x, "label": torch.tensor(label, dtype=torch.long)}
 
 
 BALANCES = ("none", "oversample")
+TRAIN_TARGETS = ("ice", "landmark")
+
+
+def landmark_subclasses(chips: list[Chip]) -> dict[str, list[str]]:
+    """The landmark classes of each class (sorted), for ``train_target: landmark``; a
+    landmark labelled both ice and no ice, or a class without landmarks, is refused."""
+    kinds: dict[str, set[int]] = {}
+    for c in chips:
+        if not c.landmark_class.strip():
+            raise MarsError(f"{c.path.name}: empty landmark_class; train_target 'landmark' needs one per chip")
+        kinds.setdefault(c.landmark_class, set()).add(c.ice)
+    mixed = sorted(k for k, v in kinds.items() if len(v) > 1)
+    if mixed:
+        raise MarsError(f"landmark_class {mixed[0]!r} is labelled both ice and no ice; train_target 'landmark' "
+                        "needs each landmark on one side")
+    out = {cls: sorted(k for k, v in kinds.items() if v == {i}) for i, cls in enumerate(CLASSES)}
+    if not all(out.values()):
+        raise MarsError(f"train_target 'landmark' needs landmarks of both classes, got {out}")
+    return out
 
 
 def oversample(chips: list[Chip]) -> list[Chip]:
@@ -252,8 +281,10 @@ class HiriseChips:
                  folds: int | None = None, fold: int = 0, seed: int = 0, input_size: int = 227,
                  hot_pixels: dict[str, Any] | bool | None = True, chip_stretch: str = "browse",
                  balance: str = "none", augment: Any = None, cache: bool = True,
-                 fold_val: bool = True) -> None:
+                 fold_val: bool = True, train_target: str = "ice") -> None:
         self.fold_val = bool(fold_val)
+        if train_target not in TRAIN_TARGETS:
+            raise MarsError(f"data.train_target must be one of {', '.join(TRAIN_TARGETS)}, got {train_target!r}")
         if chip_stretch not in STRETCHES:
             raise MarsError(f"data.chip_stretch must be one of {', '.join(STRETCHES)}, got {chip_stretch!r}")
         if balance not in BALANCES:
@@ -262,6 +293,15 @@ class HiriseChips:
         self.augmentation = augmentation_from_config(augment)
         self.root = Path(root) if root is not None else sample_root()
         self.chips = read_labels(self.root)
+        # Only training needs the landmarks: a folder that cannot give them (say, withheld
+        # observations of one class) is still evaluated, on ice, by a landmark-trained model.
+        self.subclasses: dict[str, list[str]] = {}
+        self.subclass_error: MarsError | None = None
+        if train_target == "landmark":
+            try:
+                self.subclasses = landmark_subclasses(self.chips)
+            except MarsError as exc:
+                self.subclass_error = exc
         self.input_size = int(input_size)
         if hot_pixels is False or hot_pixels is None:
             self.hot_pixels: HotPixelParams | None = None
@@ -323,9 +363,14 @@ class HiriseChips:
 
     def dataset(self, split: str) -> Dataset:
         chips = self.split_chips(split)
+        if split == "train" and self.subclass_error is not None:
+            raise self.subclass_error
         if split == "train" and self.balance == "oversample":
             chips = oversample(chips)
-        return ChipDataset(chips, self.input_size, self.hot_pixels, self.chip_stretch, cache=self.cache)
+        labels = None
+        if split == "train" and self.subclasses:  # sub-class i of the contract's flattened list
+            labels = {k: i for i, k in enumerate(k for cls in CLASSES for k in self.subclasses[cls])}
+        return ChipDataset(chips, self.input_size, self.hot_pixels, self.chip_stretch, cache=self.cache, labels=labels)
 
     def class_balance(self) -> dict[str, dict[str, int]]:
         """Chips and observations per class in every split (reported by ``icepatch balance``)."""
@@ -338,7 +383,8 @@ class HiriseChips:
 
     def input_contract(self) -> InputContract:
         return InputContract(kind=TaskKind.CLASSIFICATION, bands=["gray"], normalisation=normalisation(),
-                             tile_size=self.input_size, nodata=float(NULL), classes=list(CLASSES))
+                             tile_size=self.input_size, nodata=float(NULL), classes=list(CLASSES),
+                             subclasses=self.subclasses)
 
     def train_augmentation(self) -> ChipAugmentation | None:
         """``data.augment`` (:mod:`mars_icepatch.augment`), on top of the folder's own fixed

@@ -35,7 +35,7 @@ NAME = "icepatch-ensemble"
 #: Mean probabilities are clamped to at least EPS before the log, so the output stays finite.
 EPS = 1e-7
 #: Contract fields every member must share (what the model is fed and what it outputs).
-SHARED_CONTRACT = ("kind", "bands", "normalisation", "tile_size", "nodata", "classes")
+SHARED_CONTRACT = ("kind", "bands", "normalisation", "tile_size", "nodata", "classes", "subclasses")
 #: Data settings every member must share (how a chip becomes the model's input).
 SHARED_DATA = ("input_size", "chip_stretch", "hot_pixels")
 
@@ -58,9 +58,11 @@ class MeanProbability(nn.Module):
 
 
 def icepatch_ensemble(in_channels: int = 1, num_classes: int = 2,
-                      members: Sequence[Mapping[str, Any]] = ({"name": "xception-small"},) * 2) -> nn.Module:
+                      members: Sequence[Mapping[str, Any]] = ({"name": "xception-small"},) * 2,
+                      subclasses: Sequence[int] | None = None) -> nn.Module:
     """``model.members``: one mapping per member, ``{name: xception-small, <its parameters>}``
-    (as written by ``mars-core icepatch ensemble``; a registered icepatch model name)."""
+    (as written by ``mars-core icepatch ensemble``; a registered icepatch model name).
+    ``subclasses`` (from the members' shared contract) goes to every member."""
     if isinstance(members, (str, Mapping)) or len(members) < 1:
         raise MarsError(f"model.members must be a non-empty list of {{name: MODEL, ...}} mappings, got {members!r}")
     built: list[nn.Module] = []
@@ -69,6 +71,8 @@ def icepatch_ensemble(in_channels: int = 1, num_classes: int = 2,
             raise MarsError(f"model.members[{i}]: expected a mapping whose name is one of "
                             f"{', '.join(MEMBER_FACTORIES)}, got {spec!r}")
         params = {k: v for k, v in spec.items() if k not in ("name", "in_channels", "num_classes")}
+        if subclasses:
+            params.setdefault("subclasses", subclasses)
         try:
             built.append(MEMBER_FACTORIES[spec["name"]](in_channels=in_channels, num_classes=num_classes, **params))
         except (TypeError, ValueError) as exc:

@@ -7,6 +7,8 @@ takes every classifier as K logits with softmax (one form for probabilities, met
 scene records), and two logits with softmax cross-entropy are the same model family as one
 logit with BCE (the softmax of [a, b] is the sigmoid of b - a). ``widths`` sets the depth
 (one entry per downsampling block) and width; the README gives parameter counts.
+With ``subclasses`` (``data.train_target: landmark``) the head has one logit per landmark
+class and is trained on the landmark labels; in eval mode it returns the two classes' logits.
 """
 
 from __future__ import annotations
@@ -78,11 +80,23 @@ def multiscale_logits(logits: Callable[[torch.Tensor], torch.Tensor], image: tor
     return stacked[best, torch.arange(stacked.shape[1], device=image.device)]
 
 
+def class_logits(fine: torch.Tensor, subclasses: Sequence[int]) -> torch.Tensor:
+    """[B, K] class logits from [B, sum(subclasses)] sub-class logits: the log-sum-exp of each
+    class's sub-classes, so that softmax(class logits) = the summed sub-class probabilities."""
+    return torch.stack([g.logsumexp(1) for g in fine.split(list(subclasses), dim=1)], dim=1)
+
+
 class XceptionSmall(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 2, stem: int = 16,
                  widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5,
-                 tta: bool = False, tta_scales: Sequence[float] = (1.0,), tta_scale_rule: str = "max") -> None:
+                 tta: bool = False, tta_scales: Sequence[float] = (1.0,), tta_scale_rule: str = "max",
+                 subclasses: Sequence[int] | None = None) -> None:
         super().__init__()
+        #: Sub-classes per class (given by the data source's contract): the head is trained on
+        #: them and eval mode returns :func:`class_logits`. None: one logit per class.
+        self.subclasses = tuple(int(n) for n in subclasses) if subclasses else None
+        if self.subclasses is not None and (len(self.subclasses) != num_classes or min(self.subclasses) < 1):
+            raise MarsError(f"model.subclasses needs one count >= 1 per class ({num_classes}), got {subclasses}")
         #: In eval mode, average the logits over the 8 D4 views (:func:`d4_mean_logits`).
         self.tta = bool(tta)
         #: In eval mode, also look at the input resampled by these factors (:func:`multiscale_logits`).
@@ -110,7 +124,7 @@ class XceptionSmall(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.exit = nn.Sequential(nn.ReLU(), SeparableConv(cin, 2 * cin), nn.ReLU())
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(2 * cin, num_classes))
+                                  nn.Linear(2 * cin, sum(self.subclasses) if self.subclasses else num_classes))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -123,7 +137,8 @@ class XceptionSmall(nn.Module):
         return d4_mean_logits(self._logits, image) if self.tta else self._logits(image)
 
     def _logits(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.exit(self.blocks(self.stem(image))))
+        z = self.head(self.exit(self.blocks(self.stem(image))))
+        return z if self.training or self.subclasses is None else class_logits(z, self.subclasses)
 
 
 class MiddleBlock(nn.Module):
@@ -137,11 +152,12 @@ class MiddleBlock(nn.Module):
 
 def xception_small(in_channels: int = 1, num_classes: int = 2, stem: int = 16,
                    widths: Sequence[int] = (32, 64, 128), middle: int = 1, dropout: float = 0.5,
-                   tta: bool = False, tta_scales: Sequence[float] = (1.0,), tta_scale_rule: str = "max") -> nn.Module:
+                   tta: bool = False, tta_scales: Sequence[float] = (1.0,), tta_scale_rule: str = "max",
+                   subclasses: Sequence[int] | None = None) -> nn.Module:
     """The reduced Xception (see the module docstring), with the stored decision threshold
     (:mod:`mars_icepatch.threshold`; 0.5 until one is chosen on validation chips)."""
     return with_decision_threshold(XceptionSmall(in_channels, num_classes, stem, tuple(widths), middle, dropout,
-                                                 tta, tuple(tta_scales), tta_scale_rule))
+                                                 tta, tuple(tta_scales), tta_scale_rule, subclasses))
 
 
 def resnet18(in_channels: int = 1, num_classes: int = 2) -> nn.Module:
