@@ -74,6 +74,26 @@ def test_jpeg2000_16bit_rdr(model, tmp_path):
     assert np.allclose(p8, p16, atol=0.05), (p8, p16)
 
 
+def test_eval_time_model_settings_at_predict(model, tmp_path, capsys):
+    """--set model.tta_scales=[1.0] on a stored four-scale model gives what the same weights
+    saved with one scale give; a setting that changes the weights is refused in one line."""
+    scene = write_scene(tmp_path / "s.tif", tiled_scene(1, 2))
+    one = model_dir(tmp_path, overrides=["model.tta_scales=[1.0]"], name="one")  # same seed: same weights
+    runs = {"default": (model, []), "set": (model, ["--set", "model.tta_scales=[1.0]"]), "stored": (one, [])}
+    p = {}
+    for name, (m, extra) in runs.items():
+        assert _predict(m, scene, tmp_path / name, *extra) == 0
+        p[name] = [float(r["p"]) for r in csv.DictReader((tmp_path / name / "chunks.csv").open())]
+    assert p["set"] == p["stored"] and p["set"] != p["default"]
+    capsys.readouterr()
+    for bad, why in (("model.widths=[8]", "changes the network's weights"), ("model.name=resnet18-gray", "cannot"),
+                     ("model.tta_scales=[9.0]", "tta_scales"), ("trainer.epochs=1", "predict.KEY=VALUE or model")):
+        assert _predict(model, scene, tmp_path / "bad", "--set", bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("case", ["rgb", "all-black"])
 def test_bad_scenes_are_one_line_and_write_nothing(model, tmp_path, capsys, case):
     img = tiled_scene(1, 2)

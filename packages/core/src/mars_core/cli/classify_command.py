@@ -1,9 +1,11 @@
 """``mars-core predict`` for classification tasks: settings from the model's stored
-``predict`` section, then ``--set predict.*``, then the flags; the task's chunk filter and
-summariser are imported here, only now."""
+``predict`` section, then ``--set predict.*``, then the flags; ``--set model.*`` rebuilds the
+stored model with eval-time settings changed; the task's chunk filter and summariser are
+imported here, only now."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,15 @@ from mars_core.errors import MarsError
 
 
 def predict_settings(stored: PredictConfig, overrides: list[str]) -> PredictConfig:
-    """``stored`` with ``--set predict.KEY=VALUE`` applied; any other key is refused."""
+    """``stored`` with ``--set predict.KEY=VALUE`` applied (``model.*`` items are left to
+    :func:`with_model_settings`); any other key is refused."""
     data: dict[str, Any] = stored.model_dump(mode="json")
     for item in overrides:
         path, value = parse_override(item)
+        if path[0] == "model" and len(path) == 2:
+            continue
         if path[0] != "predict" or len(path) < 2:
-            raise MarsError(f"predict takes --set predict.KEY=VALUE only, got '{item}'")
+            raise MarsError(f"predict takes --set predict.KEY=VALUE or model.KEY=VALUE only, got '{item}'")
         node: Any = value
         for part in reversed(path[1:]):
             node = {part: node}
@@ -32,6 +37,34 @@ def predict_settings(stored: PredictConfig, overrides: list[str]) -> PredictConf
         raise MarsError(format_validation_error(exc).replace("  ", " ")) from None
 
 
+def with_model_settings(loaded: Any, overrides: list[str]) -> Any:
+    """``loaded`` rebuilt with ``--set model.KEY=VALUE`` applied and its own weights loaded
+    strictly. Why: some model parameters act only at inference (icepatch's test-time scales
+    cost 5x one scale), and a user with a stored model should not have to retrain to trade
+    them for speed. A parameter that changes the weights fails the strict load: refused."""
+    from mars_core.config import Component
+    from mars_core.tracking.model_io import build_model
+
+    sets = [(item, *parse_override(item)) for item in overrides]
+    sets = [(item, path, value) for item, path, value in sets if path[0] == "model"]
+    if not sets:
+        return loaded
+    params = dict(loaded.cfg.model.params)
+    for item, path, value in sets:
+        if path[1] in ("name", "in_channels", "num_classes", "subclasses"):
+            raise MarsError(f"--set {item}: predict cannot change model.{path[1]} of a trained model")
+        params[path[1]] = value
+    cfg = loaded.cfg.model_copy(update={"model": Component(name=loaded.cfg.model.name, **params)})
+    model = build_model(cfg, loaded.contract)
+    try:
+        model.load_state_dict(loaded.model.state_dict())
+    except RuntimeError:
+        keys = ", ".join(f"model.{path[1]}" for _, path, _ in sets)
+        raise MarsError(f"--set {keys} changes the network's weights; predict can change only settings "
+                        "that keep them (e.g. test-time augmentation)") from None
+    return replace(loaded, model=model.eval(), cfg=cfg)
+
+
 def classify(spec: Any, loaded: Any, inputs: list[Path], output: Path, *, chunk: int | None,
              input_size: int | None, overlap: float | None, batch_size: int | None, device: Any,
              overrides: list[str], overwrite: bool) -> None:
@@ -40,6 +73,7 @@ def classify(spec: Any, loaded: Any, inputs: list[Path], output: Path, *, chunk:
     if len(inputs) != 1:
         raise MarsError(f"a classification model takes one --input scene, got {len(inputs)}")
     settings = predict_settings(loaded.cfg.predict, overrides)
+    loaded = with_model_settings(loaded, overrides)
     chunk_filter = load_callable(spec.chunk_filter, "chunk filter") if spec.chunk_filter else None
     summariser = load_callable(spec.scene_summariser, "scene summariser") if spec.scene_summariser else None
     result = classify_scene(

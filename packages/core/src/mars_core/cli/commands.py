@@ -196,7 +196,8 @@ def predict(
     chunk_overlap: float | None = typer.Option(None, "--chunk-overlap", min=0.0, max=0.95,
                                                help="Classification: fraction of a chunk shared with a neighbour."),
     overrides: list[str] = typer.Option([], "--set", help="Classification: override the model's predict "
-                                        "settings, e.g. --set predict.summary.threshold=0.3 (repeatable)."),
+                                        "settings, e.g. --set predict.summary.threshold=0.3, or an eval-time "
+                                        "model setting, e.g. --set model.tta=false (repeatable)."),
     device: str = typer.Option("auto", "--device"),
     threshold: float | None = typer.Option(None, "--threshold", min=0.0, max=1.0),
     min_area: float = typer.Option(0.0, "--min-area", min=0.0, help="Leave polygons smaller than this "
