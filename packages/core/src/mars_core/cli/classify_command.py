@@ -45,8 +45,8 @@ def with_model_settings(loaded: Any, overrides: list[str]) -> Any:
     from mars_core.config import Component
     from mars_core.tracking.model_io import build_model
 
-    sets = [(item, *parse_override(item)) for item in overrides]
-    sets = [(item, path, value) for item, path, value in sets if path[0] == "model"]
+    sets = [(item, path, value) for item in overrides for path, value in [parse_override(item)]
+            if path[0] == "model"]
     if not sets:
         return loaded
     params = dict(loaded.cfg.model.params)
