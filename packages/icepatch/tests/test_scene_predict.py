@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from icepatch_testutil import model_dir, tiled_scene, write_scene
+from icepatch_testutil import copy_sample, model_dir, tiled_scene, write_scene
 
 from mars_core.cli import main
 from mars_icepatch.hotpixels import inject_hot_pixels
@@ -89,6 +89,27 @@ def test_eval_time_model_settings_at_predict(model, tmp_path, capsys):
     for bad, why in (("model.widths=[8]", "changes the network's weights"), ("model.name=resnet18-gray", "cannot"),
                      ("model.tta_scales=[9.0]", "tta_scales"), ("trainer.epochs=1", "predict.KEY=VALUE or model")):
         assert _predict(model, scene, tmp_path / "bad", "--set", bad) == 2
+        err = capsys.readouterr().err.strip()
+        assert why in err and len(err.splitlines()) == 1, err
+        assert not (tmp_path / "bad").exists()
+
+
+def test_eval_time_model_settings_at_verdicts(model, tmp_path, capsys):
+    """verdicts takes the same --set model.KEY=VALUE: one scale on the four-scale model gives
+    the chip p of the same weights stored with one scale; other keys are refused."""
+    data = copy_sample(tmp_path / "chips", n=8)
+    one = model_dir(tmp_path, overrides=["model.tta_scales=[1.0]"], name="one")
+    p = {}
+    for name, m, extra in (("set", model, ["--set", "model.tta_scales=[1.0]"]), ("stored", one, []),
+                           ("default", model, [])):
+        assert main(["icepatch", "verdicts", "--model", str(m), "--data", str(data),
+                     "--out", str(tmp_path / name), *extra]) == 0
+        p[name] = [r["p"] for r in csv.DictReader((tmp_path / name / "chips.csv").open())]
+    assert p["set"] == p["stored"] and p["set"] != p["default"]
+    capsys.readouterr()
+    for bad, why in (("predict.chunk=512", "model.KEY=VALUE only"), ("model.widths=[8]", "changes the network")):
+        assert main(["icepatch", "verdicts", "--model", str(model), "--data", str(data),
+                     "--out", str(tmp_path / "bad"), "--set", bad]) == 2
         err = capsys.readouterr().err.strip()
         assert why in err and len(err.splitlines()) == 1, err
         assert not (tmp_path / "bad").exists()

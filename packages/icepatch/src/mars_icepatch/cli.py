@@ -20,12 +20,19 @@ def verdicts(
     data: Path = typer.Option(..., "--data", help="chip folder: labels.csv + chips/"),
     out: Path = typer.Option(Path("icepatch-verdicts"), "--out", help="output directory"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing outputs"),
+    settings: list[str] = typer.Option([], "--set", help="model.KEY=VALUE, an eval-time setting of the stored "
+                                       "model, e.g. 'model.tta_scales=[1.0]' (one scale: about 5x faster)"),
 ) -> None:
     """Verdict per observation (good / hard / bad) from its chips' probabilities; CSV, JSON, PNG montage."""
+    from mars_core.cli.classify_command import with_model_settings
+    from mars_core.errors import MarsError
     from mars_core.tracking.model_io import load_model
     from mars_icepatch.folder import folder_verdicts
 
-    loaded = load_model(model)
+    other = [item for item in settings if not item.startswith("model.")]
+    if other:
+        raise MarsError(f"--set {other[0]}: verdicts take model.KEY=VALUE only")
+    loaded = with_model_settings(load_model(model), settings)
     res = folder_verdicts(loaded.model, loaded.cfg, data, out, overwrite)
     table = Table(title=f"icepatch verdicts: {data}")
     for col in ("observation", "chips", "icy", "mean p", "verdict", "ice labels"):

@@ -52,7 +52,7 @@ def with_model_settings(loaded: Any, overrides: list[str]) -> Any:
     params = dict(loaded.cfg.model.params)
     for item, path, value in sets:
         if path[1] in ("name", "in_channels", "num_classes", "subclasses"):
-            raise MarsError(f"--set {item}: predict cannot change model.{path[1]} of a trained model")
+            raise MarsError(f"--set {item}: cannot change model.{path[1]} of a trained model")
         params[path[1]] = value
     cfg = loaded.cfg.model_copy(update={"model": Component(name=loaded.cfg.model.name, **params)})
     model = build_model(cfg, loaded.contract)
@@ -60,8 +60,8 @@ def with_model_settings(loaded: Any, overrides: list[str]) -> Any:
         model.load_state_dict(loaded.model.state_dict())
     except RuntimeError:
         keys = ", ".join(f"model.{path[1]}" for _, path, _ in sets)
-        raise MarsError(f"--set {keys} changes the network's weights; predict can change only settings "
-                        "that keep them (e.g. test-time augmentation)") from None
+        raise MarsError(f"--set {keys} changes the network's weights; only settings that keep them "
+                        "(e.g. test-time augmentation) can change on a trained model") from None
     return replace(loaded, model=model.eval(), cfg=cfg)
 
 
