@@ -12,6 +12,7 @@ from icepatch_testutil import copy_sample
 from mars_core.errors import MarsError
 from mars_icepatch.augment import ChipAugmentation, augmentation_from_config
 from mars_icepatch.chips import HiriseChips, oversample, read_labels
+from mars_icepatch.resample import resample_square
 
 
 def test_d4_keeps_each_chip_a_rotation_or_flip_of_itself():
@@ -127,3 +128,26 @@ def test_blur_smooths_per_chip_and_keeps_the_mean():
     sd = out.std(dim=(1, 2, 3))
     assert (sd <= x.std(dim=(1, 2, 3)) + 1e-6).all() and sd.max() - sd.min() > 0.03
     assert torch.allclose(ChipAugmentation(["blur"], blur_max=0.0)({"image": x})["image"], x)
+
+
+def test_scale_shows_the_whole_batch_at_one_drawn_size():
+    torch.manual_seed(6)
+    s = 40
+    x = torch.rand(5, 1, s, s)
+    aug = ChipAugmentation(["scale"], scale_min=0.5, scale_max=1.5)
+    sides = set()
+    for _ in range(20):
+        out = aug({"image": x, "label": torch.arange(5)})
+        side = out["image"].shape[-1]
+        assert out["image"].shape == (5, 1, side, side) and 20 <= side <= 60
+        assert torch.equal(out["label"], torch.arange(5))
+        # the whole chip at another size, resampled as the model's test-time scales are
+        assert torch.allclose(out["image"], resample_square(x, side))
+        sides.add(side)
+    assert len(sides) >= 8 and min(sides) < s < max(sides)
+    fixed = ChipAugmentation(["scale"], scale_min=1.0, scale_max=1.0)({"image": x})["image"]
+    assert torch.equal(fixed, x)
+    with pytest.raises(MarsError, match="scale_min"):
+        augmentation_from_config({"kinds": ["scale"], "scale_min": 0.0})
+    with pytest.raises(MarsError, match="scale_min"):
+        augmentation_from_config({"kinds": ["scale"], "scale_min": 1.5, "scale_max": 1.0})

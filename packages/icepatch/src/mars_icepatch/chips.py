@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mars_core.data import InputContract, Normalisation
@@ -55,6 +54,7 @@ from mars_core.errors import MarsError
 from mars_core.tasks import TaskKind
 from mars_icepatch.augment import ChipAugmentation, augmentation_from_config
 from mars_icepatch.hotpixels import HotPixelParams, repair_hot_pixels
+from mars_icepatch.resample import resample_square
 
 CLASSES = ["no_ice", "ice"]
 COLUMNS = ("file", "observation", "latitude", "landmark_class", "ice")
@@ -173,15 +173,6 @@ def chip_tensor(raw: np.ndarray, input_size: int, hot_pixels: HotPixelParams | N
         n_hot = len(repair_hot_pixels(img, img != NULL, hot_pixels))
     x, _ = stretch(img, mode)
     return resample_square(torch.from_numpy(x)[None, None], input_size)[0], n_hot
-
-
-def resample_square(x: torch.Tensor, side: int) -> torch.Tensor:
-    """[B, C, H, W] resampled to side x side (bilinear, antialiased; unchanged when it already
-    is). One definition for chip preparation and the model's test-time scales, so a scale of
-    1 inside the model and the prepared chip are the same image."""
-    if x.shape[-2:] == (side, side):
-        return x
-    return F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
 
 class ChipDataset(Dataset):

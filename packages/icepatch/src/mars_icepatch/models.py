@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mars_core.errors import MarsError
-from mars_icepatch.chips import resample_square
+from mars_icepatch.resample import resample_square
 from mars_icepatch.threshold import with_decision_threshold
 
 #: How logits at several input scales become one: ``max`` keeps, per chip, the scale whose
