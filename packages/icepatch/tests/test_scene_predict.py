@@ -94,25 +94,30 @@ def test_eval_time_model_settings_at_predict(model, tmp_path, capsys):
         assert not (tmp_path / "bad").exists()
 
 
-def test_eval_time_model_settings_at_verdicts(model, tmp_path, capsys):
-    """verdicts takes the same --set model.KEY=VALUE: one scale on the four-scale model gives
-    the chip p of the same weights stored with one scale; other keys are refused."""
-    data = copy_sample(tmp_path / "chips", n=8)
+def test_eval_time_model_settings_at_verdicts_and_evaluate(model, tmp_path, capsys):
+    """verdicts and evaluate take the same --set model.KEY=VALUE: one scale on the four-scale
+    model gives what the same weights stored with one scale give; other keys are refused."""
+    data = copy_sample(tmp_path / "chips")  # all 48: both classes, so AUROC tells the p apart
     one = model_dir(tmp_path, overrides=["model.tta_scales=[1.0]"], name="one")
-    p = {}
+    p, metrics = {}, {}
     for name, m, extra in (("set", model, ["--set", "model.tta_scales=[1.0]"]), ("stored", one, []),
                            ("default", model, [])):
         assert main(["icepatch", "verdicts", "--model", str(m), "--data", str(data),
                      "--out", str(tmp_path / name), *extra]) == 0
         p[name] = [r["p"] for r in csv.DictReader((tmp_path / name / "chips.csv").open())]
+        assert main(["evaluate", "icepatch", "--model", str(m), "--data", str(data), "--split", "all",
+                     "--json", str(tmp_path / f"{name}.json"), *extra]) == 0
+        metrics[name] = json.loads((tmp_path / f"{name}.json").read_text())["metrics"]["all"]
     assert p["set"] == p["stored"] and p["set"] != p["default"]
+    assert metrics["set"] == metrics["stored"] and metrics["set"] != metrics["default"]
     capsys.readouterr()
-    for bad, why in (("predict.chunk=512", "model.KEY=VALUE only"), ("model.widths=[8]", "changes the network")):
-        assert main(["icepatch", "verdicts", "--model", str(model), "--data", str(data),
-                     "--out", str(tmp_path / "bad"), "--set", bad]) == 2
-        err = capsys.readouterr().err.strip()
-        assert why in err and len(err.splitlines()) == 1, err
-        assert not (tmp_path / "bad").exists()
+    for command, extra in ((["icepatch", "verdicts"], ["--out", str(tmp_path / "bad")]),
+                           (["evaluate", "icepatch"], ["--json", str(tmp_path / "bad")])):
+        for bad, why in (("predict.chunk=512", "model.KEY=VALUE only"), ("model.widths=[8]", "changes the network")):
+            assert main([*command, "--model", str(model), "--data", str(data), *extra, "--set", bad]) == 2
+            err = capsys.readouterr().err.strip()
+            assert why in err and len(err.splitlines()) == 1, err
+            assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize("case", ["rgb", "all-black"])

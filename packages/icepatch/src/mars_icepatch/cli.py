@@ -25,14 +25,10 @@ def verdicts(
 ) -> None:
     """Verdict per observation (good / hard / bad) from its chips' probabilities; CSV, JSON, PNG montage."""
     from mars_core.cli.classify_command import with_model_settings
-    from mars_core.errors import MarsError
     from mars_core.tracking.model_io import load_model
     from mars_icepatch.folder import folder_verdicts
 
-    other = [item for item in settings if not item.startswith("model.")]
-    if other:
-        raise MarsError(f"--set {other[0]}: verdicts take model.KEY=VALUE only")
-    loaded = with_model_settings(load_model(model), settings)
+    loaded = with_model_settings(load_model(model), settings, "icepatch verdicts")
     res = folder_verdicts(loaded.model, loaded.cfg, data, out, overwrite)
     table = Table(title=f"icepatch verdicts: {data}")
     for col in ("observation", "chips", "icy", "mean p", "verdict", "ice labels"):

@@ -37,14 +37,19 @@ def predict_settings(stored: PredictConfig, overrides: list[str]) -> PredictConf
         raise MarsError(format_validation_error(exc).replace("  ", " ")) from None
 
 
-def with_model_settings(loaded: Any, overrides: list[str]) -> Any:
+def with_model_settings(loaded: Any, overrides: list[str], command: str | None = None) -> Any:
     """``loaded`` rebuilt with ``--set model.KEY=VALUE`` applied and its own weights loaded
     strictly. Why: some model parameters act only at inference (icepatch's test-time scales
     cost 5x one scale), and a user with a stored model should not have to retrain to trade
-    them for speed. A parameter that changes the weights fails the strict load: refused."""
+    them for speed. A parameter that changes the weights fails the strict load: refused.
+    With ``command``, any other ``--set`` is refused in that command's name (predict, which
+    has predict.* settings too, checks those itself)."""
     from mars_core.config import Component
     from mars_core.tracking.model_io import build_model
 
+    other = [item for item in overrides if not item.startswith("model.")]
+    if command is not None and other:
+        raise MarsError(f"--set {other[0]}: {command} takes model.KEY=VALUE only")
     sets = [(item, path, value) for item in overrides for path, value in [parse_override(item)]
             if path[0] == "model"]
     if not sets:

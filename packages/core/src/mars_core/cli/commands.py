@@ -142,8 +142,11 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json"),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device"),
+    overrides: list[str] = typer.Option([], "--set", help="An eval-time setting of the stored model, e.g. "
+                                        "--set 'model.tta_scales=[1.0]' (repeatable; weights are kept)."),
 ) -> None:
     """Evaluate a logged model on a split of a dataset."""
+    from mars_core.cli.classify_command import with_model_settings
     from mars_core.engine import evaluate_model, resolve_device
     from mars_core.engine.health import PredictionHealth, summarise_health
     from mars_core.plugins import get_registries
@@ -153,7 +156,7 @@ def evaluate(
     spec = regs.task(task)
     if not data.exists():
         raise MarsError(f"--data path does not exist: {data}")
-    loaded = _load_model(model, task)
+    loaded = with_model_settings(_load_model(model, task), overrides, "evaluate")
     cfg = loaded.cfg
     source = call_factory("data source", cfg.data.name, regs.datasources.get(cfg.data.name),
                           {"root": str(data), **cfg.data.params})
