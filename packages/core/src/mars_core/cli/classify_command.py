@@ -17,13 +17,19 @@ from mars_core.config import PredictConfig, format_validation_error, merge, pars
 from mars_core.errors import MarsError
 
 
+def is_model_setting(path: list[str]) -> bool:
+    """``model.KEY``: one parameter of the stored model (no deeper key), the only form
+    :func:`with_model_settings` applies."""
+    return path[0] == "model" and len(path) == 2
+
+
 def predict_settings(stored: PredictConfig, overrides: list[str]) -> PredictConfig:
     """``stored`` with ``--set predict.KEY=VALUE`` applied (``model.*`` items are left to
     :func:`with_model_settings`); any other key is refused."""
     data: dict[str, Any] = stored.model_dump(mode="json")
     for item in overrides:
         path, value = parse_override(item)
-        if path[0] == "model" and len(path) == 2:
+        if is_model_setting(path):
             continue
         if path[0] != "predict" or len(path) < 2:
             raise MarsError(f"predict takes --set predict.KEY=VALUE or model.KEY=VALUE only, got '{item}'")
@@ -47,11 +53,11 @@ def with_model_settings(loaded: Any, overrides: list[str], command: str | None =
     from mars_core.config import Component
     from mars_core.tracking.model_io import build_model
 
-    other = [item for item in overrides if not item.startswith("model.")]
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    other = [item for item, path, _ in parsed if not is_model_setting(path)]
     if command is not None and other:
         raise MarsError(f"--set {other[0]}: {command} takes model.KEY=VALUE only")
-    sets = [(item, path, value) for item in overrides for path, value in [parse_override(item)]
-            if path[0] == "model"]
+    sets = [(item, path, value) for item, path, value in parsed if is_model_setting(path)]
     if not sets:
         return loaded
     params = dict(loaded.cfg.model.params)

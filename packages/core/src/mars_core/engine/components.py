@@ -146,14 +146,11 @@ def fill_from_contract(factory: Callable[..., Any], params: dict[str, Any],
         out["num_classes"] = len(contract.classes)
     if contract.subclasses and "subclasses" not in out:
         if not accepts(factory, "subclasses"):
-            raise MarsError(f"the data source trains on sub-classes ({subclass_summary(contract)}) but model "
+            summary = "; ".join(f"{c}: {', '.join(sub)}" for c, sub in contract.subclasses.items())
+            raise MarsError(f"the data source trains on sub-classes ({summary}) but model "
                             f"'{name}' takes no 'subclasses'; choose a model that does or train on the classes")
         out["subclasses"] = [len(contract.subclasses[c]) for c in contract.classes]
     return out
-
-
-def subclass_summary(contract: InputContract) -> str:
-    return "; ".join(f"{c}: {', '.join(s)}" for c, s in contract.subclasses.items())
 
 
 def check_class_outputs(model: nn.Module, contract: InputContract, name: str) -> None:
